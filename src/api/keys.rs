@@ -1,0 +1,37 @@
+//! Label and annotation keys: Istio's, Kubernetes', and meshready's own.
+
+/// Namespace label: `enabled` or `disabled`.
+pub const ISTIO_INJECTION: &str = "istio-injection";
+/// Namespace or pod label naming a control-plane revision.
+pub const ISTIO_REV: &str = "istio.io/rev";
+/// Pod label (and legacy annotation): `"true"` or `"false"`.
+pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";
+pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";
+pub const REWRITE_APP_HTTP_PROBERS: &str = "sidecar.istio.io/rewriteAppHTTPProbers";
+pub const PROXY_CONFIG: &str = "proxy.istio.io/config";
+pub const EXCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeInboundPorts";
+pub const INCLUDE_INBOUND_PORTS: &str = "traffic.sidecar.istio.io/includeInboundPorts";
+pub const EXCLUDE_OUTBOUND_PORTS: &str = "traffic.sidecar.istio.io/excludeOutboundPorts";
+pub const EXCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRanges";
+pub const INCLUDE_OUTBOUND_IP_RANGES: &str = "traffic.sidecar.istio.io/includeOutboundIPRanges";
+/// Prefixes of annotations that Istio reads only from the pod (template) metadata.
+pub const POD_ANNOTATION_PREFIXES: [&str; 3] = [
+    "sidecar.istio.io/",
+    "proxy.istio.io/",
+    "traffic.sidecar.istio.io/",
+];
+
+/// The proxy container's name and user id.
+pub const PROXY_CONTAINER: &str = "istio-proxy";
+pub const PROXY_UID: i64 = 1337;
+
+/// Codes to suppress on one object: `"MR201,MR702"`.
+pub const IGNORE: &str = "meshreadiness.io/ignore";
+/// On a Service: the app's keep-alive/idle timeout, e.g. `"60s"`.
+pub const APP_IDLE_TIMEOUT: &str = "meshreadiness.io/app-idle-timeout";
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "meshreadiness";
+/// Names the MeshReadiness that owns a created object.
+pub const OWNER_LABEL: &str = "meshreadiness.io/owner";
+pub const FIELD_MANAGER: &str = "meshreadiness";

@@ -1,0 +1,106 @@
+//! The checks: pure functions from a [`Snapshot`] to [`Finding`]s, one module per family.
+
+mod catalogue;
+mod context;
+mod injection;
+mod lifecycle;
+mod listeners;
+mod mtls;
+mod probes;
+mod protocols;
+mod retries;
+mod routes;
+#[cfg(test)]
+pub(crate) mod testing;
+mod timeouts;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use catalogue::{Code, Family, Severity, UnknownCode};
+pub use context::Context;
+
+use crate::snapshot::{Meta, ObjectRef, Snapshot};
+
+/// One problem found on one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub code: Code,
+    pub severity: Severity,
+    pub object: ObjectRef,
+    /// What breaks, and the exact fix.
+    pub message: String,
+}
+
+impl Finding {
+    /// Most severe first, then by namespace, object and code: the order reports use.
+    pub fn report_order(a: &Finding, b: &Finding) -> std::cmp::Ordering {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.object.namespace.cmp(&b.object.namespace))
+            .then_with(|| a.object.kind.cmp(&b.object.kind))
+            .then_with(|| a.object.name.cmp(&b.object.name))
+            .then_with(|| a.code.cmp(&b.code))
+    }
+}
+
+/// What to check: which namespaces, with which user-supplied facts.
+#[derive(Clone, Debug, Default)]
+pub struct CheckRequest {
+    /// Namespaces to check; system namespaces among them are skipped.
+    pub namespaces: BTreeSet<String>,
+    /// The apps' keep-alive timeouts by (namespace, service), from `spec.appIdleTimeouts`.
+    pub app_idle_timeouts: BTreeMap<(String, String), Duration>,
+    /// Codes not to report.
+    pub disabled: BTreeSet<Code>,
+}
+
+/// Findings as the checks produce them; honours `meshreadiness.io/ignore` on each object.
+#[derive(Debug, Default)]
+pub(crate) struct Findings(Vec<Finding>);
+
+impl Findings {
+    pub(crate) fn add(
+        &mut self,
+        code: Code,
+        severity: Severity,
+        kind: &str,
+        meta: &Meta,
+        message: String,
+    ) {
+        if meta.ignored.contains(&code) {
+            return;
+        }
+        self.0.push(Finding {
+            code,
+            severity,
+            object: ObjectRef::new(kind, meta.namespace.clone(), meta.name.clone()),
+            message,
+        });
+    }
+}
+
+/// Runs every check on the requested namespaces. Findings come sorted, most severe first.
+pub fn run(snapshot: &Snapshot, request: &CheckRequest) -> Vec<Finding> {
+    let cx = Context::new(snapshot, request);
+    let mut out = Findings::default();
+    injection::check(&cx, &mut out);
+    protocols::check(&cx, &mut out);
+    mtls::check(&cx, &mut out);
+    probes::check(&cx, &mut out);
+    lifecycle::check(&cx, &mut out);
+    timeouts::check(&cx, &mut out);
+    retries::check(&cx, &mut out);
+    listeners::check(&cx, &mut out);
+    routes::check(&cx, &mut out);
+    let mut findings: Vec<Finding> = out
+        .0
+        .into_iter()
+        .filter(|f| !request.disabled.contains(&f.code))
+        .collect();
+    findings.sort_by(Finding::report_order);
+    findings.dedup_by(|a, b| a.code == b.code && a.object == b.object);
+    findings
+}

@@ -1,0 +1,44 @@
+//! Small builders for check tests: manifests in, findings out.
+
+use crate::checks::{self, CheckRequest, Code, Finding};
+use crate::snapshot::{BuildOptions, ClusterObject, Snapshot};
+
+/// Builds a snapshot from YAML manifests (multi-document) with offline defaults.
+pub fn snapshot(yaml: &str) -> Snapshot {
+    snapshot_with(yaml, &BuildOptions::default())
+}
+
+pub fn snapshot_with(yaml: &str, options: &BuildOptions) -> Snapshot {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).expect("test YAML parses");
+    let objects = docs
+        .into_iter()
+        .filter_map(|doc| ClusterObject::from_value(doc).expect("test object decodes"));
+    Snapshot::build(objects, options).expect("snapshot builds")
+}
+
+/// Runs every check on every non-system namespace of the manifests.
+pub fn findings(yaml: &str) -> Vec<Finding> {
+    let snapshot = snapshot(yaml);
+    run_all(&snapshot)
+}
+
+pub fn run_all(snapshot: &Snapshot) -> Vec<Finding> {
+    let request = CheckRequest {
+        namespaces: snapshot.checkable_namespaces(),
+        ..CheckRequest::default()
+    };
+    checks::run(snapshot, &request)
+}
+
+/// The findings of one code, as `(kind/name, severity)` pairs plus messages.
+pub fn of(findings: &[Finding], code: Code) -> Vec<&Finding> {
+    findings.iter().filter(|f| f.code == code).collect()
+}
+
+/// `Kind/name` of each finding with `code`.
+pub fn objects(findings: &[Finding], code: Code) -> Vec<String> {
+    of(findings, code)
+        .iter()
+        .map(|f| format!("{}/{}", f.object.kind, f.object.name))
+        .collect()
+}

@@ -1,0 +1,235 @@
+//! What the injector and the proxy will do for one pod template: injection, probe rewrite,
+//! traffic capture, native sidecars, start-up and shutdown ordering.
+
+use crate::api::keys;
+use crate::istio::mesh::{InjectorValues, MeshConfig, ProxyConfig};
+use crate::snapshot::{Injection, Labels, PodState, PodTemplate};
+
+fn flag(map: &Labels, key: &str) -> Option<bool> {
+    match map.get(key)?.trim().to_ascii_lowercase().as_str() {
+        "true" | "enabled" | "yes" | "y" => Some(true),
+        "false" | "disabled" | "no" | "n" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether the injector will add a proxy to pods of this template.
+///
+/// `istio-injection=disabled` wins over everything; an enabled namespace injects unless the pod
+/// opts out (label, or the legacy annotation); an unlabelled namespace injects only pods that
+/// opt in (label or a revision label). `hostNetwork` pods are never injected.
+pub fn will_inject(namespace: Injection, template: &PodTemplate) -> bool {
+    if template.spec.host_network == Some(true) {
+        return false;
+    }
+    let opt = flag(&template.labels, keys::SIDECAR_INJECT)
+        .or_else(|| flag(&template.annotations, keys::SIDECAR_INJECT));
+    match namespace {
+        Injection::Disabled => false,
+        Injection::Enabled => opt != Some(false),
+        Injection::Unlabelled => {
+            opt == Some(true) || (opt.is_none() && template.labels.contains_key(keys::ISTIO_REV))
+        }
+    }
+}
+
+/// Whether httpGet/grpc probes are rewritten to the agent: the pod annotation wins, then the
+/// injector's `rewriteAppHTTPProbe`, else on.
+pub fn probes_rewritten(template: &PodTemplate, injector: &InjectorValues) -> bool {
+    flag(&template.annotations, keys::REWRITE_APP_HTTP_PROBERS)
+        .unwrap_or_else(|| injector.rewrite_app_http_probe())
+}
+
+/// Native sidecars, on evidence only: the template annotation, a pod whose proxy already runs as
+/// a native sidecar, else the cluster-wide setting.
+pub fn native_sidecars(template: &PodTemplate, pods: &[PodState], cluster_default: bool) -> bool {
+    flag(&template.annotations, keys::NATIVE_SIDECAR)
+        .unwrap_or_else(|| pods.iter().any(|p| p.native_sidecar) || cluster_default)
+}
+
+fn port_list(value: Option<&String>) -> Vec<String> {
+    value
+        .map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether inbound traffic to a container port goes through the proxy (not excluded from capture).
+pub fn inbound_captured(template: &PodTemplate, port: i32) -> bool {
+    let port = port.to_string();
+    if port_list(template.annotations.get(keys::EXCLUDE_INBOUND_PORTS)).contains(&port) {
+        return false;
+    }
+    match template.annotations.get(keys::INCLUDE_INBOUND_PORTS) {
+        None => true,
+        Some(include) if include.trim() == "*" => true,
+        Some(include) => port_list(Some(include)).contains(&port),
+    }
+}
+
+/// Whether some outbound traffic bypasses the proxy (excluded ports or IP ranges), which is how an
+/// init container can reach the network before the proxy runs.
+pub fn has_outbound_exclusion(template: &PodTemplate) -> bool {
+    let set = |key| {
+        template
+            .annotations
+            .get(key)
+            .is_some_and(|v: &String| !v.trim().is_empty())
+    };
+    set(keys::EXCLUDE_OUTBOUND_PORTS)
+        || set(keys::EXCLUDE_OUTBOUND_IP_RANGES)
+        || template
+            .annotations
+            .get(keys::INCLUDE_OUTBOUND_IP_RANGES)
+            .is_some_and(|v| v.trim() != "*")
+}
+
+/// The proxy config in force for the template: its `proxy.istio.io/config` over the mesh's
+/// `defaultConfig` (and the injector's global proxy values under both). An unparsable annotation
+/// counts as absent, as the injector then falls back to the mesh defaults.
+pub fn proxy_config(
+    template: &PodTemplate,
+    mesh: &MeshConfig,
+    injector: &InjectorValues,
+) -> ProxyConfig {
+    let mut defaults = mesh.default_config.clone();
+    if defaults.hold_application_until_proxy_starts.is_none() {
+        defaults.hold_application_until_proxy_starts =
+            injector.global.proxy.hold_application_until_proxy_starts;
+    }
+    let pod = template
+        .annotations
+        .get(keys::PROXY_CONFIG)
+        .and_then(|text| ProxyConfig::parse(text).ok())
+        .unwrap_or_default();
+    defaults.overlay(&pod)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::k8s::PodSpec;
+
+    fn template(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> PodTemplate {
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        PodTemplate {
+            labels: map(labels),
+            annotations: map(annotations),
+            spec: PodSpec::default(),
+        }
+    }
+
+    #[test]
+    fn injection_follows_namespace_and_pod_labels() {
+        let plain = template(&[], &[]);
+        assert!(will_inject(Injection::Enabled, &plain));
+        assert!(!will_inject(Injection::Unlabelled, &plain));
+        let opt_out = template(&[("sidecar.istio.io/inject", "false")], &[]);
+        assert!(!will_inject(Injection::Enabled, &opt_out));
+        let legacy_opt_out = template(&[], &[("sidecar.istio.io/inject", "false")]);
+        assert!(!will_inject(Injection::Enabled, &legacy_opt_out));
+        let opt_in = template(&[("sidecar.istio.io/inject", "true")], &[]);
+        assert!(will_inject(Injection::Unlabelled, &opt_in));
+        assert!(!will_inject(Injection::Disabled, &opt_in));
+        let rev = template(&[("istio.io/rev", "canary")], &[]);
+        assert!(will_inject(Injection::Unlabelled, &rev));
+        let mut host = template(&[], &[]);
+        host.spec.host_network = Some(true);
+        assert!(!will_inject(Injection::Enabled, &host));
+    }
+
+    #[test]
+    fn probe_rewrite_annotation_then_injector_then_on() {
+        let off =
+            InjectorValues::parse(r#"{"sidecarInjectorWebhook":{"rewriteAppHTTPProbe":false}}"#)
+                .unwrap();
+        let on = InjectorValues::default();
+        assert!(probes_rewritten(&template(&[], &[]), &on));
+        assert!(!probes_rewritten(&template(&[], &[]), &off));
+        let annotated_on = template(&[], &[("sidecar.istio.io/rewriteAppHTTPProbers", "true")]);
+        assert!(probes_rewritten(&annotated_on, &off));
+        let annotated_off = template(&[], &[("sidecar.istio.io/rewriteAppHTTPProbers", "false")]);
+        assert!(!probes_rewritten(&annotated_off, &on));
+    }
+
+    #[test]
+    fn capture_exclusions() {
+        let t = template(
+            &[],
+            &[("traffic.sidecar.istio.io/excludeInboundPorts", "8080, 9090")],
+        );
+        assert!(!inbound_captured(&t, 8080));
+        assert!(inbound_captured(&t, 8081));
+        let only = template(
+            &[],
+            &[("traffic.sidecar.istio.io/includeInboundPorts", "80")],
+        );
+        assert!(inbound_captured(&only, 80));
+        assert!(!inbound_captured(&only, 81));
+        assert!(!has_outbound_exclusion(&template(&[], &[])));
+        assert!(has_outbound_exclusion(&template(
+            &[],
+            &[("traffic.sidecar.istio.io/excludeOutboundPorts", "5432")]
+        )));
+        assert!(has_outbound_exclusion(&template(
+            &[],
+            &[(
+                "traffic.sidecar.istio.io/includeOutboundIPRanges",
+                "10.0.0.0/8"
+            )]
+        )));
+        assert!(!has_outbound_exclusion(&template(
+            &[],
+            &[("traffic.sidecar.istio.io/includeOutboundIPRanges", "*")]
+        )));
+    }
+
+    #[test]
+    fn native_sidecars_need_evidence() {
+        let t = template(&[], &[]);
+        assert!(!native_sidecars(&t, &[], false));
+        assert!(native_sidecars(&t, &[], true));
+        let off = template(&[], &[("sidecar.istio.io/nativeSidecar", "false")]);
+        assert!(!native_sidecars(&off, &[], true));
+        let pod = PodState {
+            name: "p".into(),
+            labels: Labels::new(),
+            live: true,
+            has_proxy: true,
+            native_sidecar: true,
+            host_network: false,
+        };
+        assert!(native_sidecars(&t, &[pod], false));
+    }
+
+    #[test]
+    fn hold_application_from_pod_then_mesh() {
+        let mesh =
+            MeshConfig::parse("defaultConfig:\n  holdApplicationUntilProxyStarts: true\n").unwrap();
+        let injector = InjectorValues::default();
+        assert_eq!(
+            proxy_config(&template(&[], &[]), &mesh, &injector).hold_application_until_proxy_starts,
+            Some(true)
+        );
+        let pod = template(
+            &[],
+            &[(
+                "proxy.istio.io/config",
+                "holdApplicationUntilProxyStarts: false",
+            )],
+        );
+        assert_eq!(
+            proxy_config(&pod, &mesh, &injector).hold_application_until_proxy_starts,
+            Some(false)
+        );
+    }
+}

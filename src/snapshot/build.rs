@@ -1,0 +1,470 @@
+//! Builds a [`Snapshot`] from cluster objects: resolves pod ownership, namespace injection state and
+//! the mesh configuration, and drops everything the checks do not read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::k8s::{ObjectMeta, OwnerReference, Pod, PodTemplateSpec};
+use crate::api::keys;
+use crate::checks::Code;
+use crate::istio::mesh::{InjectorValues, MeshConfig};
+use crate::snapshot::model::*;
+use crate::snapshot::object::ClusterObject;
+
+/// Where the Istio control plane keeps its ConfigMaps.
+pub const ISTIO_SYSTEM_NAMESPACE: &str = "istio-system";
+
+/// Choices that differ between a live cluster and manifest files.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The namespace of objects that name none (manifest files).
+    pub default_namespace: String,
+    /// Namespaces with no Namespace object count as injected: the question offline is what
+    /// would break once they are meshed.
+    pub assume_injected: bool,
+    /// Native sidecars on cluster-wide; `None` leaves it to the injector's values.
+    pub native_sidecars: Option<bool>,
+    /// A mesh config that wins over any `istio` ConfigMap among the objects.
+    pub mesh_config: Option<MeshConfig>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".to_string(),
+            assume_injected: true,
+            native_sidecars: None,
+            mesh_config: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("ConfigMap {namespace}/{name}: {source}")]
+    Config {
+        namespace: String,
+        name: String,
+        #[source]
+        source: crate::istio::mesh::ConfigError,
+    },
+}
+
+type WorkloadKey = (String, String, String); // namespace, kind, name
+
+fn meta_of(meta: &ObjectMeta, default_namespace: &str) -> Meta {
+    let annotations: Labels = meta.annotations.clone().unwrap_or_default();
+    let ignored = annotations
+        .get(keys::IGNORE)
+        .map(|codes| parse_ignored(codes))
+        .unwrap_or_default();
+    Meta {
+        namespace: meta
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string()),
+        name: meta.name.clone().unwrap_or_default(),
+        creation: meta.creation_timestamp.clone(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations,
+        ignored,
+    }
+}
+
+/// `"MR201, mr702"`: unknown codes are ignored, as a typo must not break the analysis.
+fn parse_ignored(codes: &str) -> BTreeSet<Code> {
+    codes
+        .split(',')
+        .filter(|code| !code.trim().is_empty())
+        .filter_map(|code| code.parse().ok())
+        .collect()
+}
+
+fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    let owners = meta.owner_references.as_deref()?;
+    owners
+        .iter()
+        .find(|owner| owner.controller == Some(true))
+        .or_else(|| owners.first())
+}
+
+fn template_of(template: &PodTemplateSpec) -> PodTemplate {
+    let meta = template.metadata.clone().unwrap_or_default();
+    PodTemplate {
+        labels: meta.labels.unwrap_or_default(),
+        annotations: meta.annotations.unwrap_or_default(),
+        spec: template.spec.clone().unwrap_or_default(),
+    }
+}
+
+fn pod_state(pod: &Pod, name: String) -> PodState {
+    let spec = pod.spec.clone().unwrap_or_default();
+    let proxy_container = spec
+        .containers
+        .iter()
+        .any(|c| c.name == keys::PROXY_CONTAINER);
+    let native_sidecar =
+        spec.init_containers.iter().flatten().any(|c| {
+            c.name == keys::PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always")
+        });
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    PodState {
+        name,
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        live: !matches!(phase, Some("Succeeded" | "Failed")),
+        has_proxy: proxy_container || native_sidecar,
+        native_sidecar,
+        host_network: spec.host_network == Some(true),
+    }
+}
+
+struct Builder<'a> {
+    options: &'a BuildOptions,
+    snapshot: Snapshot,
+    declared_namespaces: BTreeMap<String, Meta>,
+    workloads: BTreeMap<WorkloadKey, Workload>,
+    /// ReplicaSet or Job -> the Deployment or CronJob that owns it.
+    owner_of: BTreeMap<WorkloadKey, WorkloadKey>,
+    pods: Vec<(Meta, Pod)>,
+    config_maps: Vec<(Meta, BTreeMap<String, String>)>,
+}
+
+impl Builder<'_> {
+    fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<&PodTemplateSpec>) {
+        let meta = meta_of(meta, &self.options.default_namespace);
+        let key = (meta.namespace.clone(), kind.to_string(), meta.name.clone());
+        let template = template.map(template_of);
+        self.workloads.insert(
+            key,
+            Workload {
+                kind: kind.to_string(),
+                meta,
+                has_template: template.is_some(),
+                template: template.unwrap_or_default(),
+                pods: Vec::new(),
+            },
+        );
+    }
+
+    /// Remembers that a ReplicaSet or Job is run by a Deployment or CronJob.
+    fn owned(&mut self, kind: &str, meta: &ObjectMeta, owner_kinds: &[&str]) -> bool {
+        let Some(owner) = controller_of(meta).filter(|o| owner_kinds.contains(&o.kind.as_str()))
+        else {
+            return false;
+        };
+        let own = meta_of(meta, &self.options.default_namespace);
+        self.owner_of.insert(
+            (own.namespace.clone(), kind.to_string(), own.name.clone()),
+            (own.namespace, owner.kind.clone(), owner.name.clone()),
+        );
+        true
+    }
+
+    fn add(&mut self, object: ClusterObject) {
+        let ns = self.options.default_namespace.clone();
+        match object {
+            ClusterObject::Namespace(n) => {
+                let mut meta = meta_of(&n.metadata, &ns);
+                meta.namespace = meta.name.clone();
+                self.declared_namespaces.insert(meta.name.clone(), meta);
+            }
+            ClusterObject::Pod(pod) => self.pods.push((meta_of(&pod.metadata, &ns), pod)),
+            ClusterObject::ReplicaSet(rs) => {
+                let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
+                if !self.owned("ReplicaSet", &rs.metadata, &["Deployment"]) {
+                    self.workload("ReplicaSet", &rs.metadata, template);
+                }
+            }
+            ClusterObject::Deployment(d) => self.workload(
+                "Deployment",
+                &d.metadata,
+                d.spec.as_ref().map(|s| &s.template),
+            ),
+            ClusterObject::StatefulSet(s) => self.workload(
+                "StatefulSet",
+                &s.metadata,
+                s.spec.as_ref().map(|s| &s.template),
+            ),
+            ClusterObject::DaemonSet(d) => self.workload(
+                "DaemonSet",
+                &d.metadata,
+                d.spec.as_ref().map(|s| &s.template),
+            ),
+            ClusterObject::Job(job) => {
+                if !self.owned("Job", &job.metadata, &["CronJob"]) {
+                    self.workload("Job", &job.metadata, job.spec.as_ref().map(|s| &s.template));
+                }
+            }
+            ClusterObject::CronJob(cron) => {
+                let template = cron.spec.job_template.spec.as_ref().map(|s| &s.template);
+                self.workload("CronJob", &cron.metadata, template)
+            }
+            ClusterObject::Service(svc) => self.service(&svc),
+            ClusterObject::ConfigMap(cm) => {
+                let meta = meta_of(&cm.metadata, &ns);
+                self.config_maps.push((meta, cm.data.unwrap_or_default()));
+            }
+            ClusterObject::PeerAuthentication(pa) => {
+                let meta = meta_of(&pa.metadata, &ns);
+                self.snapshot.peer_authentications.push(IstioObject {
+                    meta,
+                    spec: pa.spec,
+                });
+            }
+            ClusterObject::DestinationRule(dr) => {
+                let meta = meta_of(&dr.metadata, &ns);
+                self.snapshot.destination_rules.push(IstioObject {
+                    meta,
+                    spec: dr.spec,
+                });
+            }
+            ClusterObject::VirtualService(vs) => {
+                let meta = meta_of(&vs.metadata, &ns);
+                self.snapshot.virtual_services.push(IstioObject {
+                    meta,
+                    spec: vs.spec,
+                });
+            }
+            ClusterObject::EnvoyFilter(ef) => {
+                let meta = meta_of(&ef.metadata, &ns);
+                self.snapshot.envoy_filters.push(IstioObject {
+                    meta,
+                    spec: ef.spec,
+                });
+            }
+            ClusterObject::MeshReadiness(mr) => {
+                let meta = meta_of(&mr.metadata, &ns);
+                self.snapshot.mesh_readiness.push(IstioObject {
+                    meta,
+                    spec: mr.spec,
+                });
+            }
+        }
+    }
+
+    fn service(&mut self, svc: &crate::api::k8s::Service) {
+        use crate::api::k8s::IntOrString;
+        let meta = meta_of(&svc.metadata, &self.options.default_namespace);
+        let spec = svc.spec.clone().unwrap_or_default();
+        let ports = spec
+            .ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| ServicePortInfo {
+                target_port: match p.target_port {
+                    Some(IntOrString::Int(n)) => TargetPort::Number(n),
+                    Some(IntOrString::String(s)) => match s.parse() {
+                        Ok(n) => TargetPort::Number(n),
+                        Err(_) => TargetPort::Name(s),
+                    },
+                    None => TargetPort::Number(p.port),
+                },
+                name: p.name.filter(|n| !n.is_empty()),
+                port: p.port,
+                transport: p.protocol.unwrap_or_else(|| "TCP".to_string()),
+                app_protocol: p.app_protocol.filter(|a| !a.is_empty()),
+            })
+            .collect();
+        self.snapshot.services.push(ServiceInfo {
+            meta,
+            selector: spec.selector.filter(|s| !s.is_empty()),
+            type_: spec.type_.unwrap_or_else(|| "ClusterIP".to_string()),
+            ports,
+        });
+    }
+
+    /// The workload a pod reports under: follows ReplicaSet -> Deployment and Job -> CronJob.
+    fn pod_workload_key(&self, meta: &Meta, pod: &Pod) -> Option<WorkloadKey> {
+        let owner = controller_of(&pod.metadata)?;
+        let mut key = (
+            meta.namespace.clone(),
+            owner.kind.clone(),
+            owner.name.clone(),
+        );
+        while let Some(parent) = self.owner_of.get(&key) {
+            key = parent.clone();
+        }
+        Some(key)
+    }
+
+    fn attach_pods(&mut self) {
+        for (meta, pod) in std::mem::take(&mut self.pods) {
+            let state = pod_state(&pod, meta.name.clone());
+            let key = self
+                .pod_workload_key(&meta, &pod)
+                .unwrap_or_else(|| (meta.namespace.clone(), "Pod".to_string(), meta.name.clone()));
+            let workload = self
+                .workloads
+                .entry(key.clone())
+                .or_insert_with(|| Workload {
+                    kind: key.1.clone(),
+                    meta: if key.1 == "Pod" {
+                        meta.clone()
+                    } else {
+                        Meta {
+                            namespace: key.0.clone(),
+                            name: key.2.clone(),
+                            ..Meta::default()
+                        }
+                    },
+                    template: PodTemplate::default(),
+                    pods: Vec::new(),
+                    has_template: false,
+                });
+            if !workload.has_template {
+                workload.template = PodTemplate {
+                    labels: meta.labels.clone(),
+                    annotations: meta.annotations.clone(),
+                    spec: pod.spec.clone().unwrap_or_default(),
+                };
+                workload.has_template = true;
+            }
+            workload.pods.push(state);
+        }
+    }
+
+    fn read_config_maps(&mut self) -> Result<(), BuildError> {
+        let in_istio_system = |name: &str| {
+            self.config_maps
+                .iter()
+                .find(|(m, _)| m.namespace == ISTIO_SYSTEM_NAMESPACE && m.name == name)
+        };
+        let revisioned = |prefix: &str, key: &str| {
+            self.config_maps.iter().find(|(m, data)| {
+                m.namespace == ISTIO_SYSTEM_NAMESPACE
+                    && m.name.starts_with(prefix)
+                    && data.contains_key(key)
+            })
+        };
+        let error = |meta: &Meta, source| BuildError::Config {
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            source,
+        };
+        let mesh = in_istio_system("istio").or_else(|| revisioned("istio-", "mesh"));
+        if let Some((meta, data)) = mesh
+            && let Some(text) = data.get("mesh")
+        {
+            self.snapshot.mesh = MeshConfig::parse(text).map_err(|e| error(meta, e))?;
+        }
+        let injector = in_istio_system("istio-sidecar-injector")
+            .or_else(|| revisioned("istio-sidecar-injector-", "values"));
+        if let Some((meta, data)) = injector
+            && let Some(text) = data.get("values")
+        {
+            self.snapshot.injector = InjectorValues::parse(text).map_err(|e| error(meta, e))?;
+        }
+        if let Some(mesh) = &self.options.mesh_config {
+            self.snapshot.mesh = mesh.clone();
+        }
+        Ok(())
+    }
+
+    fn namespaces(&mut self) {
+        let mut names: BTreeSet<String> = self.declared_namespaces.keys().cloned().collect();
+        let s = &self.snapshot;
+        names.extend(self.workloads.keys().map(|(ns, _, _)| ns.clone()));
+        names.extend(s.services.iter().map(|o| o.meta.namespace.clone()));
+        names.extend(
+            s.peer_authentications
+                .iter()
+                .map(|o| o.meta.namespace.clone()),
+        );
+        names.extend(s.destination_rules.iter().map(|o| o.meta.namespace.clone()));
+        names.extend(s.virtual_services.iter().map(|o| o.meta.namespace.clone()));
+        names.extend(s.envoy_filters.iter().map(|o| o.meta.namespace.clone()));
+        names.extend(s.mesh_readiness.iter().map(|o| o.meta.namespace.clone()));
+        let by_default = self.snapshot.injector.namespaces_by_default();
+        for name in names {
+            let info = match self.declared_namespaces.remove(&name) {
+                Some(meta) => {
+                    let injection_label =
+                        meta.labels.get(keys::ISTIO_INJECTION).map(String::as_str);
+                    let has_rev = meta.labels.contains_key(keys::ISTIO_REV);
+                    let injection = match injection_label {
+                        Some("enabled") => Injection::Enabled,
+                        Some("disabled") => Injection::Disabled,
+                        _ if has_rev => Injection::Enabled,
+                        _ if by_default => Injection::Enabled,
+                        _ => Injection::Unlabelled,
+                    };
+                    NamespaceInfo {
+                        conflicting_labels: injection_label.is_some() && has_rev,
+                        meta,
+                        injection,
+                        declared: true,
+                    }
+                }
+                None => NamespaceInfo {
+                    meta: Meta {
+                        namespace: name.clone(),
+                        name: name.clone(),
+                        ..Meta::default()
+                    },
+                    injection: if self.options.assume_injected || by_default {
+                        Injection::Enabled
+                    } else {
+                        Injection::Unlabelled
+                    },
+                    conflicting_labels: false,
+                    declared: false,
+                },
+            };
+            self.snapshot.namespaces.insert(name, info);
+        }
+    }
+}
+
+impl Snapshot {
+    /// Builds the snapshot from any mix of cluster objects. The result does not depend on their
+    /// order.
+    pub fn build(
+        objects: impl IntoIterator<Item = ClusterObject>,
+        options: &BuildOptions,
+    ) -> Result<Snapshot, BuildError> {
+        let mut builder = Builder {
+            options,
+            snapshot: Snapshot::default(),
+            declared_namespaces: BTreeMap::new(),
+            workloads: BTreeMap::new(),
+            owner_of: BTreeMap::new(),
+            pods: Vec::new(),
+            config_maps: Vec::new(),
+        };
+        for object in objects {
+            builder.add(object);
+        }
+        // Owners first, so a Job seen before its CronJob still reports under the CronJob.
+        let owned: Vec<WorkloadKey> = builder.owner_of.keys().cloned().collect();
+        for key in owned {
+            builder.workloads.remove(&key);
+        }
+        builder.attach_pods();
+        builder.read_config_maps()?;
+        builder.namespaces();
+        let mut snapshot = builder.snapshot;
+        snapshot.workloads = builder.workloads.into_values().collect();
+        snapshot.native_sidecars = options
+            .native_sidecars
+            .or_else(|| snapshot.injector.native_sidecars())
+            .unwrap_or(false);
+        let by_name = |a: &Meta, b: &Meta| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name));
+        snapshot.services.sort_by(|a, b| by_name(&a.meta, &b.meta));
+        snapshot
+            .peer_authentications
+            .sort_by(|a, b| by_name(&a.meta, &b.meta));
+        snapshot
+            .destination_rules
+            .sort_by(|a, b| by_name(&a.meta, &b.meta));
+        snapshot
+            .virtual_services
+            .sort_by(|a, b| by_name(&a.meta, &b.meta));
+        snapshot
+            .envoy_filters
+            .sort_by(|a, b| by_name(&a.meta, &b.meta));
+        snapshot
+            .mesh_readiness
+            .sort_by(|a, b| by_name(&a.meta, &b.meta));
+        Ok(snapshot)
+    }
+}

@@ -1,0 +1,9 @@
+//! The owned, normalised view of the cluster (or of manifest files) that the checks read.
+
+mod build;
+mod model;
+mod object;
+
+pub use build::{BuildError, BuildOptions, ISTIO_SYSTEM_NAMESPACE};
+pub use model::*;
+pub use object::{ClusterObject, DecodeError};

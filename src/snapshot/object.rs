@@ -1,0 +1,93 @@
+//! One cluster object of a kind the checks read, decoded from JSON or taken from a watch.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::MeshReadiness;
+use crate::api::istio::{DestinationRule, EnvoyFilter, PeerAuthentication, VirtualService};
+use crate::api::k8s::{
+    ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, Pod, ReplicaSet, Service,
+    StatefulSet,
+};
+
+/// A cluster object the snapshot is built from.
+#[derive(Clone, Debug)]
+pub enum ClusterObject {
+    Namespace(Namespace),
+    Pod(Pod),
+    ReplicaSet(ReplicaSet),
+    Deployment(Deployment),
+    StatefulSet(StatefulSet),
+    DaemonSet(DaemonSet),
+    Job(Job),
+    CronJob(CronJob),
+    Service(Service),
+    ConfigMap(ConfigMap),
+    PeerAuthentication(PeerAuthentication),
+    DestinationRule(DestinationRule),
+    VirtualService(VirtualService),
+    EnvoyFilter(EnvoyFilter),
+    MeshReadiness(MeshReadiness),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {name:?}: {source}")]
+pub struct DecodeError {
+    pub kind: String,
+    pub name: String,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
+    serde_json::from_value(value)
+}
+
+impl ClusterObject {
+    /// Decodes one manifest document. `Ok(None)` for documents that are not Kubernetes objects
+    /// or are of a kind the checks do not read.
+    pub fn from_value(value: Value) -> Result<Option<ClusterObject>, DecodeError> {
+        let (Some(api_version), Some(kind)) = (
+            value.get("apiVersion").and_then(Value::as_str),
+            value.get("kind").and_then(Value::as_str),
+        ) else {
+            return Ok(None);
+        };
+        let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+        let kind = kind.to_string();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let object = match (group, kind.as_str()) {
+            ("", "Namespace") => decode(value).map(ClusterObject::Namespace),
+            ("", "Pod") => decode(value).map(ClusterObject::Pod),
+            ("", "Service") => decode(value).map(ClusterObject::Service),
+            ("", "ConfigMap") => decode(value).map(ClusterObject::ConfigMap),
+            ("apps", "ReplicaSet") => decode(value).map(ClusterObject::ReplicaSet),
+            ("apps", "Deployment") => decode(value).map(ClusterObject::Deployment),
+            ("apps", "StatefulSet") => decode(value).map(ClusterObject::StatefulSet),
+            ("apps", "DaemonSet") => decode(value).map(ClusterObject::DaemonSet),
+            ("batch", "Job") => decode(value).map(ClusterObject::Job),
+            ("batch", "CronJob") => decode(value).map(ClusterObject::CronJob),
+            ("security.istio.io", "PeerAuthentication") => {
+                decode(value).map(ClusterObject::PeerAuthentication)
+            }
+            ("networking.istio.io", "DestinationRule") => {
+                decode(value).map(ClusterObject::DestinationRule)
+            }
+            ("networking.istio.io", "VirtualService") => {
+                decode(value).map(ClusterObject::VirtualService)
+            }
+            ("networking.istio.io", "EnvoyFilter") => decode(value).map(ClusterObject::EnvoyFilter),
+            ("meshreadiness.io", "MeshReadiness") => {
+                decode(value).map(ClusterObject::MeshReadiness)
+            }
+            _ => return Ok(None),
+        };
+        object
+            .map(Some)
+            .map_err(|source| DecodeError { kind, name, source })
+    }
+}
