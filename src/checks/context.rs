@@ -213,3 +213,15 @@ pub fn pods_phrase(count: usize) -> String {
         format!("{count} pods")
     }
 }
+
+impl<'a> Context<'a> {
+    /// Services a host (as written in an Istio object in `namespace`) refers to.
+    pub fn services_for_host(&self, host: &str, namespace: &str) -> Vec<&'a ServiceInfo> {
+        let pattern = crate::istio::hosts::resolve(host, namespace);
+        self.snapshot
+            .services
+            .iter()
+            .filter(|s| crate::istio::hosts::matches(&pattern, &s.fqdn()))
+            .collect()
+    }
+}

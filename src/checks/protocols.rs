@@ -1,3 +1,317 @@
-use super::{Context, Findings};
+//! 2xx: does every Service port say which protocol it speaks, consistently?
 
-pub(super) fn check(_cx: &Context, _out: &mut Findings) {}
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Code, Context, Findings};
+use crate::istio::protocol::{self, Declared, Protocol};
+use crate::snapshot::{ServiceInfo, ServicePortInfo};
+
+pub(super) fn check(cx: &Context, out: &mut Findings) {
+    for svc in cx.services() {
+        undeclared(svc, out);
+        http_declared_tcp(cx, svc, out);
+    }
+    conflicts_within_workloads(cx, out);
+    conflicts_across_namespaces(cx, out);
+}
+
+pub(crate) fn declared(port: &ServicePortInfo) -> Declared {
+    protocol::select(port.name.as_deref(), port.app_protocol.as_deref(), port.port)
+}
+
+fn is_udp(port: &ServicePortInfo) -> bool {
+    port.transport.eq_ignore_ascii_case("UDP")
+}
+
+fn port_label(port: &ServicePortInfo) -> String {
+    match (&port.name, &port.app_protocol) {
+        (_, Some(app)) => format!("{} (appProtocol {app:?})", port.port),
+        (Some(name), None) => format!("{} ({name:?})", port.port),
+        (None, None) => format!("{} (unnamed)", port.port),
+    }
+}
+
+fn undeclared(svc: &ServiceInfo, out: &mut Findings) {
+    let ports: Vec<&ServicePortInfo> = svc
+        .ports
+        .iter()
+        .filter(|p| !is_udp(p) && declared(p).protocol().is_none())
+        .collect();
+    let Some(first) = ports.first() else { return };
+    let labels: Vec<String> = ports.iter().map(|p| port_label(p)).collect();
+    let unrecognised = ports.iter().any(|p| p.app_protocol.is_some());
+    let fix = if unrecognised {
+        format!("set appProtocol to a protocol Istio knows (http, http2, grpc, tcp, tls...), e.g. appProtocol: http on port {}", first.port)
+    } else {
+        let stem = first.name.clone().unwrap_or_else(|| "web".to_string());
+        format!("name the port <protocol>[-suffix], e.g. name: http-{stem}, or set appProtocol: http")
+    };
+    out.add(
+        Code::MR201,
+        Code::MR201.default_severity(),
+        "Service",
+        &svc.meta,
+        format!(
+            "Service {} port {} declares no protocol Istio recognises, so the proxy sniffs it: \
+             server-first protocols (MySQL, SMTP...) stall and HTTP features such as retries and \
+             idle timeouts may not apply. Fix: {fix}.",
+            svc.meta.name,
+            labels.join(", "),
+        ),
+    );
+}
+
+/// Names that say a port carries HTTP: a token `http`, `http2`, `h2c` or `grpc`.
+fn name_says_http(name: &str) -> bool {
+    name.to_ascii_lowercase()
+        .split(['-', '_', '.'])
+        .any(|token| matches!(token, "http" | "http2" | "h2c" | "grpc"))
+}
+
+fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
+    let workloads = cx.selected_by(svc);
+    let mut evidence = Vec::new();
+    for port in &svc.ports {
+        let Some(p @ (Protocol::Tcp | Protocol::Tls)) = declared(port).explicit() else { continue };
+        let mut why = BTreeSet::new();
+        if port.name.as_deref().is_some_and(name_says_http) {
+            why.insert(format!("its name {:?}", port.name.as_deref().unwrap_or_default()));
+        }
+        for (_, w) in &workloads {
+            let Some(target) = cx.resolve_target(w, &port.target_port) else { continue };
+            if target.name.is_some_and(name_says_http) {
+                why.insert(format!("container port name {:?}", target.name.unwrap_or_default()));
+            }
+            let probes = [&target.container.liveness_probe, &target.container.readiness_probe, &target.container.startup_probe];
+            let http_probe = probes.into_iter().flatten().filter_map(|p| p.http_get.as_ref()).any(|get| {
+                use crate::api::k8s::IntOrString;
+                match &get.port {
+                    IntOrString::Int(n) => *n == target.number,
+                    IntOrString::String(s) => Some(s.as_str()) == target.name,
+                }
+            });
+            if http_probe {
+                why.insert(format!("an httpGet probe on {}/{}", w.kind, w.meta.name));
+            }
+        }
+        if !why.is_empty() {
+            let why: Vec<String> = why.into_iter().collect();
+            evidence.push(format!("port {} is declared {p} but carries HTTP ({})", port.port, why.join(", ")));
+        }
+    }
+    if evidence.is_empty() {
+        return;
+    }
+    out.add(
+        Code::MR202,
+        Code::MR202.default_severity(),
+        "Service",
+        &svc.meta,
+        format!(
+            "Service {}: {}. Envoy proxies it as opaque TCP, so HTTP routing, retries and \
+             per-request load balancing do not apply and VirtualService HTTP routes are ignored. \
+             Fix: declare it as HTTP, e.g. name: http-{} or appProtocol: http (http2/grpc for HTTP/2).",
+            svc.meta.name,
+            evidence.join("; "),
+            svc.meta.name,
+        ),
+    );
+}
+
+/// MR203: Services selecting the same pods must agree on each target port.
+fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
+    for (_, w) in cx.workloads() {
+        // container port -> (service, service port, protocol)
+        let mut by_target: BTreeMap<i32, Vec<(String, i32, Option<Protocol>)>> = BTreeMap::new();
+        for svc in cx.services_selecting(w) {
+            for port in svc.ports.iter().filter(|p| !is_udp(p)) {
+                let number = match cx.resolve_target(w, &port.target_port) {
+                    Some(target) => target.number,
+                    None => match port.target_port {
+                        crate::snapshot::TargetPort::Number(n) => n,
+                        crate::snapshot::TargetPort::Name(_) => continue,
+                    },
+                };
+                by_target.entry(number).or_default().push((svc.meta.name.clone(), port.port, declared(port).protocol()));
+            }
+        }
+        let mut problems = Vec::new();
+        for (target, uses) in &by_target {
+            let protocols: BTreeSet<Option<Protocol>> = uses.iter().map(|u| u.2).collect();
+            let ports: BTreeSet<i32> = uses.iter().map(|u| u.1).collect();
+            let list = uses
+                .iter()
+                .map(|(svc, port, p)| format!("{svc}:{port} as {}", p.map_or("undeclared", Protocol::as_str)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if protocols.len() > 1 {
+                problems.push(format!("target port {target} gets two protocols ({list})"));
+            } else if ports.len() > 1 {
+                problems.push(format!("target port {target} is reached through different ports ({list})"));
+            }
+        }
+        if problems.is_empty() {
+            continue;
+        }
+        out.add(
+            Code::MR203,
+            Code::MR203.default_severity(),
+            &w.kind,
+            &w.meta,
+            format!(
+                "{}/{} is selected by several Services that disagree: {}. The sidecar builds one \
+                 inbound listener per target port, so one of them is served with the wrong protocol \
+                 or dropped. Fix: give every Service the same port number and protocol for a target \
+                 port, or point them at different container ports.",
+                w.kind,
+                w.meta.name,
+                problems.join("; "),
+            ),
+        );
+    }
+}
+
+/// HTTP-family protocols share Envoy's HTTP listener; everything else is a TCP proxy.
+fn listener_class(p: Protocol) -> &'static str {
+    if p.is_http() { "HTTP" } else { "TCP" }
+}
+
+/// MR204: one port number, different protocols in different namespaces.
+fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
+    let mut by_port: BTreeMap<i32, Vec<(&ServiceInfo, Protocol)>> = BTreeMap::new();
+    for svc in cx.snapshot.services.iter().filter(|s| !cx.snapshot.is_system_namespace(&s.meta.namespace)) {
+        for port in svc.ports.iter().filter(|p| !is_udp(p)) {
+            if let Some(p) = declared(port).protocol() {
+                by_port.entry(port.port).or_default().push((svc, p));
+            }
+        }
+    }
+    for (number, uses) in by_port {
+        for (svc, p) in uses.iter().filter(|(s, _)| cx.checked(&s.meta.namespace)) {
+            let others: BTreeSet<String> = uses
+                .iter()
+                .filter(|(o, q)| o.meta.namespace != svc.meta.namespace && listener_class(*q) != listener_class(*p))
+                .map(|(o, q)| format!("{}/{} as {q}", o.meta.namespace, o.meta.name))
+                .collect();
+            if others.is_empty() {
+                continue;
+            }
+            out.add(
+                Code::MR204,
+                Code::MR204.default_severity(),
+                "Service",
+                &svc.meta,
+                format!(
+                    "Service {} declares port {number} as {p}, but {} declare it otherwise. Every \
+                     sidecar has one outbound listener for port {number}, so one protocol leaks into \
+                     calls to the others (HTTP parsed as TCP or the reverse, 503 or hung requests). \
+                     Fix: use one protocol per port number across namespaces, or move one Service to \
+                     another port.",
+                    svc.meta.name,
+                    others.into_iter().collect::<Vec<_>>().join(", "),
+                ),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checks::testing::{findings, objects};
+    use crate::checks::Code;
+
+    fn service(name: &str, ns: &str, ports: &str) -> String {
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  selector: {{app: {name}}}\n  ports: {ports}\n"
+        )
+    }
+
+    #[test]
+    fn mr201_undeclared_ports() {
+        let yaml = [
+            service("unnamed", "shop", "[{port: 8080}]"),
+            service("badname", "shop", "[{name: web, port: 8080}]"),
+            service("suffixed", "shop", "[{name: http-web, port: 8080}]"),
+            service("app", "shop", "[{name: web, port: 8080, appProtocol: HTTP}]"),
+            service("udp", "shop", "[{port: 53, protocol: UDP}, {port: 5000, protocol: UDP}]"),
+            service("mysql", "shop", "[{port: 3306}]"),
+            service("badapp", "shop", "[{name: http, port: 8080, appProtocol: fancy}]"),
+            service("sys", "kube-system", "[{port: 8080}]"),
+        ]
+        .concat();
+        let f = findings(&yaml);
+        assert_eq!(objects(&f, Code::MR201), vec!["Service/badapp", "Service/badname", "Service/unnamed"]);
+        let badname = f.iter().find(|f| f.object.name == "badname").unwrap();
+        assert!(badname.message.contains("http-web"), "{}", badname.message);
+    }
+
+    const WORKLOAD: &str = "
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: api
+        ports: [{name: web, containerPort: 8080}, {name: metrics, containerPort: 9090}]
+        readinessProbe: {httpGet: {path: /ready, port: web}}
+";
+
+    #[test]
+    fn mr202_http_evidence_on_tcp_port() {
+        let probe = format!("{WORKLOAD}{}", service("api", "shop", "[{name: tcp-web, port: 80, targetPort: 8080}]"));
+        assert_eq!(objects(&findings(&probe), Code::MR202), vec!["Service/api"]);
+        let name = service("named", "shop", "[{name: http, port: 80, appProtocol: tcp}]");
+        assert_eq!(objects(&findings(&name), Code::MR202), vec!["Service/named"]);
+        // The metrics port has no HTTP evidence, and an http-declared port is fine.
+        let quiet = format!(
+            "{WORKLOAD}{}",
+            service("api", "shop", "[{name: tcp-metrics, port: 9090}, {name: http-web, port: 80, targetPort: 8080}]")
+        );
+        assert!(objects(&findings(&quiet), Code::MR202).is_empty());
+        let https = service("tls", "shop", "[{name: tls-https, port: 443}]");
+        assert!(objects(&findings(&https), Code::MR202).is_empty());
+    }
+
+    #[test]
+    fn mr203_conflicting_services_on_one_workload() {
+        let conflict = format!(
+            "{WORKLOAD}{}{}",
+            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
+            service("api", "shop", "[{name: tcp-web, port: 80, targetPort: web}]").replace("name: api,", "name: api-tcp,")
+        );
+        let f = findings(&conflict);
+        assert_eq!(objects(&f, Code::MR203), vec!["Deployment/api"]);
+        let ports = format!(
+            "{WORKLOAD}{}{}",
+            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
+            service("api", "shop", "[{name: http-web, port: 8080}]").replace("name: api,", "name: api-direct,")
+        );
+        assert_eq!(objects(&findings(&ports), Code::MR203), vec!["Deployment/api"]);
+        let agree = format!(
+            "{WORKLOAD}{}{}",
+            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
+            service("api", "shop", "[{name: http-x, port: 80, targetPort: 8080}]").replace("name: api,", "name: api-2,")
+        );
+        assert!(objects(&findings(&agree), Code::MR203).is_empty());
+    }
+
+    #[test]
+    fn mr204_one_port_two_protocols_across_namespaces() {
+        let yaml = [
+            service("web", "a", "[{name: http, port: 8000}]"),
+            service("db", "b", "[{name: tcp, port: 8000}]"),
+            service("grpc", "c", "[{name: grpc, port: 8000}]"),
+            service("other", "a", "[{name: tcp, port: 9000}]"),
+            service("other", "b", "[{name: tcp, port: 9000}]"),
+        ]
+        .concat();
+        let f = findings(&yaml);
+        assert_eq!(objects(&f, Code::MR204), vec!["Service/web", "Service/db", "Service/grpc"]);
+    }
+}
