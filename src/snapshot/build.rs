@@ -206,24 +206,30 @@ impl Builder<'_> {
             }
             ClusterObject::PeerAuthentication(pa) => {
                 let meta = meta_of(&pa.metadata, &ns);
-                self.snapshot.peer_authentications.push(IstioObject {
-                    meta,
-                    spec: pa.spec,
-                });
+                let list = if meta.is_owned() {
+                    &mut self.snapshot.owned.peer_authentications
+                } else {
+                    &mut self.snapshot.peer_authentications
+                };
+                list.push(IstioObject { meta, spec: pa.spec });
             }
             ClusterObject::DestinationRule(dr) => {
                 let meta = meta_of(&dr.metadata, &ns);
-                self.snapshot.destination_rules.push(IstioObject {
-                    meta,
-                    spec: dr.spec,
-                });
+                let list = if meta.is_owned() {
+                    &mut self.snapshot.owned.destination_rules
+                } else {
+                    &mut self.snapshot.destination_rules
+                };
+                list.push(IstioObject { meta, spec: dr.spec });
             }
             ClusterObject::VirtualService(vs) => {
                 let meta = meta_of(&vs.metadata, &ns);
-                self.snapshot.virtual_services.push(IstioObject {
-                    meta,
-                    spec: vs.spec,
-                });
+                let list = if meta.is_owned() {
+                    &mut self.snapshot.owned.virtual_services
+                } else {
+                    &mut self.snapshot.virtual_services
+                };
+                list.push(IstioObject { meta, spec: vs.spec });
             }
             ClusterObject::EnvoyFilter(ef) => {
                 let meta = meta_of(&ef.metadata, &ns);

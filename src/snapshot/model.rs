@@ -196,6 +196,22 @@ pub type VirtualServiceInfo = IstioObject<VirtualServiceSpec>;
 pub type EnvoyFilterInfo = IstioObject<EnvoyFilterSpec>;
 pub type MeshReadinessInfo = IstioObject<MeshReadinessSpec>;
 
+/// Istio objects labelled `app.kubernetes.io/managed-by: meshreadiness`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedObjects {
+    pub peer_authentications: Vec<PeerAuthenticationInfo>,
+    pub destination_rules: Vec<DestinationRuleInfo>,
+    pub virtual_services: Vec<VirtualServiceInfo>,
+}
+
+impl Meta {
+    /// Created by meshready (and so never counted by the checks).
+    pub fn is_owned(&self) -> bool {
+        self.labels.get(crate::api::keys::MANAGED_BY).map(String::as_str)
+            == Some(crate::api::keys::MANAGED_BY_VALUE)
+    }
+}
+
 /// Everything the checks read, owned.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
@@ -207,6 +223,9 @@ pub struct Snapshot {
     pub virtual_services: Vec<VirtualServiceInfo>,
     pub envoy_filters: Vec<EnvoyFilterInfo>,
     pub mesh_readiness: Vec<MeshReadinessInfo>,
+    /// meshready's own remediation objects, kept apart: findings are computed on the user's
+    /// configuration alone, so a remediation never hides the need that justified it.
+    pub owned: OwnedObjects,
     pub mesh: MeshConfig,
     pub injector: InjectorValues,
     /// Native sidecars are on cluster-wide (istiod's setting, or `--native-sidecars on`).
