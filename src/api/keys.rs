@@ -21,6 +21,9 @@ pub const POD_ANNOTATION_PREFIXES: [&str; 3] = [
     "traffic.sidecar.istio.io/",
 ];
 
+/// On Services and Deployments Istio itself manages (waypoints, gateways): not the user's to fix.
+pub const GATEWAY_MANAGED: &str = "gateway.istio.io/managed";
+
 /// The proxy container's name and user id.
 pub const PROXY_CONTAINER: &str = "istio-proxy";
 pub const PROXY_UID: i64 = 1337;

@@ -78,12 +78,13 @@ impl<'a> Context<'a> {
             .filter(|(_, w)| self.checked(&w.meta.namespace))
     }
 
-    /// Services in checked namespaces.
+    /// Services in checked namespaces, except those Istio manages itself (waypoints, gateways).
     pub fn services(&self) -> impl Iterator<Item = &'a ServiceInfo> + '_ {
         self.snapshot
             .services
             .iter()
             .filter(|s| self.checked(&s.meta.namespace))
+            .filter(|s| !s.meta.labels.contains_key(crate::api::keys::GATEWAY_MANAGED))
     }
 
     /// Has or will get a sidecar. For the pre-flight question, templates in namespaces that are

@@ -47,11 +47,21 @@ fn namespaces(cx: &Context, out: &mut Findings) {
                 Code::MR103.default_severity(),
                 "Namespace",
                 &ns.meta,
-                format!(
-                    "Namespace {name} has both istio-injection={injection} and istio.io/rev={rev}: \
-                     istio-injection wins, so pods are not injected by revision {rev} as intended (or \
-                     not at all). Fix: keep one, e.g. kubectl label namespace {name} istio-injection-"
-                ),
+                if injection == "disabled" {
+                    format!(
+                        "Namespace {name} has both istio-injection=disabled and istio.io/rev={rev}: \
+                         the disabled label wins, so revision {rev} injects nothing here and the \
+                         revision label misleads. Fix: remove one, e.g. kubectl label namespace {name} \
+                         istio-injection- (to mesh it with {rev})."
+                    )
+                } else {
+                    format!(
+                        "Namespace {name} has both istio-injection={injection} and istio.io/rev={rev}: \
+                         the default injector's webhook matches istio-injection and the revision's \
+                         excludes it, so pods get the default revision, not {rev}. Fix: keep one, e.g. \
+                         kubectl label namespace {name} istio-injection-"
+                    )
+                },
             );
         }
     }

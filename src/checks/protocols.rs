@@ -120,7 +120,7 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
 
 /// MR203: Services selecting the same pods must agree on each target port.
 fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
-    for (_, w) in cx.workloads() {
+    for (_, w) in cx.workloads().filter(|(i, _)| cx.meshed_or_prospective(*i)) {
         // container port -> (service, service port, protocol)
         let mut by_target: BTreeMap<i32, Vec<(String, i32, Option<Protocol>)>> = BTreeMap::new();
         for svc in cx.services_selecting(w) {

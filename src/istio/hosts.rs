@@ -6,20 +6,15 @@ pub fn service_fqdn(name: &str, namespace: &str) -> String {
     format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
 }
 
-/// The fully qualified form of a host written in an object in `namespace`:
-/// `reviews` -> `reviews.<namespace>.svc.cluster.local`, `reviews.shop` ->
-/// `reviews.shop.svc.cluster.local`; names with more parts are kept as written.
+/// The fully qualified form of a host written in an object in `namespace`, as istiod resolves
+/// it (`ResolveShortnameToFQDN`): only a name without dots is expanded, `reviews` ->
+/// `reviews.<namespace>.svc.cluster.local`; anything with a dot is taken as written.
 pub fn resolve(host: &str, namespace: &str) -> String {
-    let host = host.trim().trim_end_matches('.').to_ascii_lowercase();
-    if host.starts_with('*') {
+    let host = host.trim().to_ascii_lowercase();
+    if host == "*" || host.contains('.') || host.parse::<std::net::IpAddr>().is_ok() {
         return host;
     }
-    match host.matches('.').count() {
-        0 => service_fqdn(&host, namespace),
-        1 => format!("{host}.svc.{CLUSTER_DOMAIN}"),
-        2 if host.ends_with(".svc") => format!("{host}.{CLUSTER_DOMAIN}"),
-        _ => host,
-    }
+    service_fqdn(&host, namespace)
 }
 
 /// Whether a (resolved) host pattern covers a fully qualified service host. `*` and
@@ -41,14 +36,10 @@ mod tests {
     #[test]
     fn short_names_resolve_in_own_namespace() {
         assert_eq!(resolve("reviews", "shop"), "reviews.shop.svc.cluster.local");
-        assert_eq!(
-            resolve("reviews.other", "shop"),
-            "reviews.other.svc.cluster.local"
-        );
-        assert_eq!(
-            resolve("reviews.other.svc", "shop"),
-            "reviews.other.svc.cluster.local"
-        );
+        // Names with a dot are not expanded, even `name.namespace`: Istio takes them as written.
+        assert_eq!(resolve("reviews.other", "shop"), "reviews.other");
+        assert_eq!(resolve("*", "shop"), "*");
+        assert_eq!(resolve("10.0.0.1", "shop"), "10.0.0.1");
         assert_eq!(
             resolve("Reviews.shop.svc.cluster.local", "x"),
             "reviews.shop.svc.cluster.local"

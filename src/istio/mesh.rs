@@ -116,7 +116,7 @@ pub struct InjectorValues {
 #[derive(Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct InjectorWebhookValues {
-    #[serde(default)]
+    #[serde(default, rename = "rewriteAppHTTPProbe")]
     pub rewrite_app_http_probe: Option<bool>,
     #[serde(default)]
     pub enable_namespaces_by_default: Option<bool>,
