@@ -4,6 +4,8 @@
 pub const ISTIO_INJECTION: &str = "istio-injection";
 /// Namespace or pod label naming a control-plane revision.
 pub const ISTIO_REV: &str = "istio.io/rev";
+/// Namespace label: `ambient` puts its pods in the mesh without sidecars.
+pub const DATAPLANE_MODE: &str = "istio.io/dataplane-mode";
 /// Pod label (and legacy annotation): `"true"` or `"false"`.
 pub const SIDECAR_INJECT: &str = "sidecar.istio.io/inject";
 pub const NATIVE_SIDECAR: &str = "sidecar.istio.io/nativeSidecar";

@@ -12,10 +12,16 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
 }
 
 fn namespaces(cx: &Context, out: &mut Findings) {
-    for ns in cx.snapshot.namespaces.values().filter(|ns| cx.checked(&ns.meta.name)) {
+    for ns in cx
+        .snapshot
+        .namespaces
+        .values()
+        .filter(|ns| cx.checked(&ns.meta.name))
+    {
         let name = &ns.meta.name;
         match ns.injection {
-            Injection::Enabled => {}
+            // Ambient namespaces are in the mesh without sidecars: nothing to inject.
+            Injection::Enabled | Injection::Ambient => {}
             Injection::Disabled => out.add(
                 Code::MR101,
                 Code::MR101.default_severity(),
@@ -40,8 +46,16 @@ fn namespaces(cx: &Context, out: &mut Findings) {
             ),
         }
         if ns.conflicting_labels {
-            let rev = ns.meta.labels.get(keys::ISTIO_REV).map_or("", String::as_str);
-            let injection = ns.meta.labels.get(keys::ISTIO_INJECTION).map_or("", String::as_str);
+            let rev = ns
+                .meta
+                .labels
+                .get(keys::ISTIO_REV)
+                .map_or("", String::as_str);
+            let injection = ns
+                .meta
+                .labels
+                .get(keys::ISTIO_INJECTION)
+                .map_or("", String::as_str);
             out.add(
                 Code::MR103,
                 Code::MR103.default_severity(),
@@ -74,7 +88,10 @@ fn pods_missing_sidecar(cx: &Context, out: &mut Findings) {
         {
             continue;
         }
-        let missing: Vec<_> = w.live_pods().filter(|p| !p.has_proxy && !p.host_network).collect();
+        let missing: Vec<_> = w
+            .live_pods()
+            .filter(|p| !p.has_proxy && !p.host_network)
+            .collect();
         if missing.is_empty() {
             continue;
         }
@@ -82,7 +99,11 @@ fn pods_missing_sidecar(cx: &Context, out: &mut Findings) {
         let fix = if w.kind == "Pod" {
             format!("delete and recreate pod {} -n {ns}", w.meta.name)
         } else {
-            format!("kubectl rollout restart {}/{} -n {ns}", w.kind.to_lowercase(), w.meta.name)
+            format!(
+                "kubectl rollout restart {}/{} -n {ns}",
+                w.kind.to_lowercase(),
+                w.meta.name
+            )
         };
         let names: Vec<&str> = missing.iter().take(3).map(|p| p.name.as_str()).collect();
         out.add(
@@ -105,8 +126,8 @@ fn pods_missing_sidecar(cx: &Context, out: &mut Findings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::checks::testing::{findings, objects, snapshot_with};
     use crate::checks::Code;
+    use crate::checks::testing::{findings, objects, snapshot_with};
     use crate::snapshot::BuildOptions;
 
     #[test]
@@ -116,6 +137,7 @@ mod tests {
              apiVersion: v1\nkind: Namespace\nmetadata: {name: b, labels: {istio-injection: disabled}}\n---\n\
              apiVersion: v1\nkind: Namespace\nmetadata: {name: c, labels: {istio-injection: enabled}}\n---\n\
              apiVersion: v1\nkind: Namespace\nmetadata: {name: d, labels: {istio.io/rev: canary}}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: e, labels: {istio.io/dataplane-mode: ambient}}\n---\n\
              apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n",
         );
         assert_eq!(objects(&f, Code::MR101), vec!["Namespace/a", "Namespace/b"]);
@@ -126,9 +148,13 @@ mod tests {
     #[test]
     fn implied_namespaces_follow_assume_injected() {
         let yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: shop}\nspec: {ports: [{name: http, port: 80}]}\n";
-        let assumed = crate::checks::testing::run_all(&snapshot_with(yaml, &BuildOptions::default()));
+        let assumed =
+            crate::checks::testing::run_all(&snapshot_with(yaml, &BuildOptions::default()));
         assert!(objects(&assumed, Code::MR101).is_empty());
-        let options = BuildOptions { assume_injected: false, ..BuildOptions::default() };
+        let options = BuildOptions {
+            assume_injected: false,
+            ..BuildOptions::default()
+        };
         let not_assumed = crate::checks::testing::run_all(&snapshot_with(yaml, &options));
         assert_eq!(objects(&not_assumed, Code::MR101), vec!["Namespace/shop"]);
     }
@@ -213,9 +239,19 @@ spec: {containers: [{name: x, image: x}]}
     fn pods_without_proxy_fire_mr102_once_per_workload() {
         let f = findings(PODS);
         assert_eq!(objects(&f, Code::MR102), vec!["Deployment/web", "Pod/bare"]);
-        let web = f.iter().find(|f| f.code == Code::MR102 && f.object.name == "web").unwrap();
-        assert!(web.message.contains("1 pod of Deployment/web"), "{}", web.message);
-        assert!(web.message.contains("kubectl rollout restart deployment/web -n shop"));
+        let web = f
+            .iter()
+            .find(|f| f.code == Code::MR102 && f.object.name == "web")
+            .unwrap();
+        assert!(
+            web.message.contains("1 pod of Deployment/web"),
+            "{}",
+            web.message
+        );
+        assert!(
+            web.message
+                .contains("kubectl rollout restart deployment/web -n shop")
+        );
     }
 
     #[test]
@@ -224,6 +260,9 @@ spec: {containers: [{name: x, image: x}]}
             "metadata: {name: bare, namespace: shop}",
             "metadata: {name: bare, namespace: shop, annotations: {meshreadiness.io/ignore: 'MR504, MR102'}}",
         );
-        assert_eq!(objects(&findings(&yaml), Code::MR102), vec!["Deployment/web"]);
+        assert_eq!(
+            objects(&findings(&yaml), Code::MR102),
+            vec!["Deployment/web"]
+        );
     }
 }

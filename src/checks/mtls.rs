@@ -41,7 +41,7 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
         .workloads
         .iter()
         .enumerate()
-        .filter(|(i, w)| !cx.meshed(*i) && !cx.snapshot.is_system_namespace(&w.meta.namespace))
+        .filter(|(i, w)| !cx.in_mesh(*i) && !cx.snapshot.is_system_namespace(&w.meta.namespace))
         .filter(|(_, w)| plaintext_count(w) > 0)
         .map(|(_, w)| w)
         .collect();
@@ -54,10 +54,19 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
         if !effective.is_strict() {
             continue;
         }
-        let same: Vec<&&Workload> = plaintext.iter().filter(|c| &c.meta.namespace == ns).collect();
+        let same: Vec<&&Workload> = plaintext
+            .iter()
+            .filter(|c| &c.meta.namespace == ns)
+            .collect();
         let other: Vec<&&Workload> = plaintext
             .iter()
-            .filter(|c| &c.meta.namespace != ns && cx.injection(&c.meta.namespace) != Injection::Enabled)
+            .filter(|c| {
+                &c.meta.namespace != ns
+                    && !matches!(
+                        cx.injection(&c.meta.namespace),
+                        Injection::Enabled | Injection::Ambient
+                    )
+            })
             .collect();
         let (severity, callers) = match (same.is_empty(), other.is_empty()) {
             (false, _) => (Severity::Error, same),
@@ -70,9 +79,15 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
             .take(3)
             .map(|c| format!("{}/{}/{}", c.meta.namespace, c.kind, c.meta.name))
             .collect();
-        let more = if callers.len() > 3 { format!(" and {} more", callers.len() - 3) } else { String::new() };
+        let more = if callers.len() > 3 {
+            format!(" and {} more", callers.len() - 3)
+        } else {
+            String::new()
+        };
         let fix = if severity == Severity::Error {
-            format!("inject the callers (remove sidecar.istio.io/inject: \"false\" and restart them), or allow plaintext for {ns} with a PeerAuthentication in {ns} setting mtls.mode: PERMISSIVE")
+            format!(
+                "inject the callers (remove sidecar.istio.io/inject: \"false\" and restart them), or allow plaintext for {ns} with a PeerAuthentication in {ns} setting mtls.mode: PERMISSIVE"
+            )
         } else {
             "label the callers' namespaces istio-injection=enabled and restart them, or set mtls.mode: PERMISSIVE for this workload until they are meshed".to_string()
         };
@@ -100,7 +115,12 @@ fn tls_modes(dr: &DestinationRuleInfo) -> BTreeSet<String> {
     let mut modes = BTreeSet::new();
     let mut visit = |policy: &Option<TrafficPolicy>| {
         let Some(policy) = policy else { return };
-        let tls = policy.tls.iter().chain(policy.port_level_settings.iter().filter_map(|p| p.tls.as_ref()));
+        let tls = policy.tls.iter().chain(
+            policy
+                .port_level_settings
+                .iter()
+                .filter_map(|p| p.tls.as_ref()),
+        );
         modes.extend(tls.map(|t: &ClientTls| t.mode.to_ascii_uppercase()));
     };
     visit(&dr.spec.traffic_policy);
@@ -111,10 +131,17 @@ fn tls_modes(dr: &DestinationRuleInfo) -> BTreeSet<String> {
 }
 
 fn destination_rules(cx: &Context, out: &mut Findings) {
-    for dr in cx.snapshot.destination_rules.iter().filter(|d| cx.checked(&d.meta.namespace)) {
+    for dr in cx
+        .snapshot
+        .destination_rules
+        .iter()
+        .filter(|d| cx.checked(&d.meta.namespace))
+    {
         let modes = tls_modes(dr);
-        let plaintext_modes: Vec<&str> =
-            ["DISABLE", "SIMPLE"].into_iter().filter(|m| modes.contains(*m)).collect();
+        let plaintext_modes: Vec<&str> = ["DISABLE", "SIMPLE"]
+            .into_iter()
+            .filter(|m| modes.contains(*m))
+            .collect();
         let istio_mutual = modes.contains("ISTIO_MUTUAL");
         if plaintext_modes.is_empty() && !istio_mutual {
             continue;
@@ -124,9 +151,13 @@ fn destination_rules(cx: &Context, out: &mut Findings) {
         for svc in cx.services_for_host(&dr.spec.host, &dr.meta.namespace) {
             for (i, w) in cx.selected_by(svc) {
                 let label = format!("{}/{}/{}", w.meta.namespace, w.kind, w.meta.name);
-                if !cx.meshed(i) {
+                if !cx.in_mesh(i) {
                     unmeshed.insert(label);
-                } else if cx.mtls.effective(&w.meta.namespace, &w.template.labels, None).is_strict() {
+                } else if cx
+                    .mtls
+                    .effective(&w.meta.namespace, &w.template.labels, None)
+                    .is_strict()
+                {
                     strict.insert(label);
                 }
             }
@@ -168,14 +199,20 @@ fn destination_rules(cx: &Context, out: &mut Findings) {
 }
 
 fn has_selector(pa: &PeerAuthenticationInfo) -> bool {
-    pa.spec.selector.as_ref().is_some_and(|s| !s.match_labels.is_empty())
+    pa.spec
+        .selector
+        .as_ref()
+        .is_some_and(|s| !s.match_labels.is_empty())
 }
 
 fn duplicate_policies(cx: &Context, out: &mut Findings) {
     let root = &cx.snapshot.mesh.root_namespace;
     let mut namespaces: BTreeSet<&str> = cx.request.namespaces.iter().map(String::as_str).collect();
     namespaces.insert(root);
-    for ns in namespaces.into_iter().filter(|ns| ns == root || cx.checked(ns)) {
+    for ns in namespaces
+        .into_iter()
+        .filter(|ns| ns == root || cx.checked(ns))
+    {
         let mut wide: Vec<&PeerAuthenticationInfo> = cx
             .snapshot
             .peer_authentications
@@ -187,7 +224,11 @@ fn duplicate_policies(cx: &Context, out: &mut Findings) {
         }
         wide.sort_by(|a, b| oldest_first(&a.meta, &b.meta));
         let (winner, losers) = wide.split_first().expect("at least two policies");
-        let scope = if ns == root { "mesh-wide" } else { "namespace-wide" };
+        let scope = if ns == root {
+            "mesh-wide"
+        } else {
+            "namespace-wide"
+        };
         for pa in losers {
             out.add(
                 Code::MR304,
@@ -275,7 +316,10 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
 
 fn selects(pa: &PeerAuthenticationInfo, w: &Workload) -> bool {
     pa.spec.selector.as_ref().is_some_and(|s| {
-        !s.match_labels.is_empty() && s.match_labels.iter().all(|(k, v)| w.template.labels.get(k) == Some(v))
+        !s.match_labels.is_empty()
+            && s.match_labels
+                .iter()
+                .all(|(k, v)| w.template.labels.get(k) == Some(v))
     })
 }
 
@@ -288,7 +332,10 @@ fn service_port_hint(cx: &Context, selected: &[&Workload], stray: &[&str]) -> St
                     let target = cx
                         .resolve_target(w, &port.target_port)
                         .map_or_else(|| port.target_port.to_string(), |t| t.number.to_string());
-                    return format!(" (port {} is Service {}'s port; its target port is {target})", port.port, svc.meta.name);
+                    return format!(
+                        " (port {} is Service {}'s port; its target port is {target})",
+                        port.port, svc.meta.name
+                    );
                 }
             }
         }
@@ -316,7 +363,9 @@ spec: {mtls: {mode: STRICT}}
     }
 
     fn namespace(name: &str, labels: &str) -> String {
-        format!("---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n")
+        format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n"
+        )
     }
 
     #[test]
@@ -333,7 +382,11 @@ spec: {mtls: {mode: STRICT}}
         assert_eq!(mr301.len(), 1);
         assert_eq!(mr301[0].object.name, "web");
         assert_eq!(mr301[0].severity, Severity::Error);
-        assert!(mr301[0].message.contains("mesh-wide PeerAuthentication istio-system/default"));
+        assert!(
+            mr301[0]
+                .message
+                .contains("mesh-wide PeerAuthentication istio-system/default")
+        );
     }
 
     #[test]
@@ -349,7 +402,23 @@ spec: {mtls: {mode: STRICT}}
         let f = findings(&yaml);
         let web: Vec<_> = f.iter().filter(|f| f.code == Code::MR301).collect();
         assert_eq!(web.len(), 1);
-        assert_eq!((web[0].object.name.as_str(), web[0].severity), ("web", Severity::Warning));
+        assert_eq!(
+            (web[0].object.name.as_str(), web[0].severity),
+            ("web", Severity::Warning)
+        );
+    }
+
+    #[test]
+    fn mr301_ambient_callers_speak_mtls() {
+        let yaml = [
+            MESH_STRICT.to_string(),
+            namespace("shop", "istio-injection: enabled"),
+            namespace("zt", "istio.io/dataplane-mode: ambient"),
+            deployment("shop", "web", ""),
+            deployment("zt", "client", ""),
+        ]
+        .concat();
+        assert!(objects(&findings(&yaml), Code::MR301).is_empty());
     }
 
     #[test]
@@ -361,7 +430,12 @@ spec: {mtls: {mode: STRICT}}
         ]
         .concat();
         assert!(objects(&findings(&permissive), Code::MR301).is_empty());
-        let meshed = [MESH_STRICT.to_string(), namespace("shop", "istio-injection: enabled"), deployment("shop", "web", "")].concat();
+        let meshed = [
+            MESH_STRICT.to_string(),
+            namespace("shop", "istio-injection: enabled"),
+            deployment("shop", "web", ""),
+        ]
+        .concat();
         assert!(objects(&findings(&meshed), Code::MR301).is_empty());
         // A namespace PERMISSIVE policy overrides the mesh's STRICT.
         let ns_permissive = format!(
@@ -377,31 +451,62 @@ spec: {mtls: {mode: STRICT}}
     }
 
     fn service(ns: &str, name: &str) -> String {
-        format!("---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n")
+        format!(
+            "---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: {ns}}}\nspec: {{selector: {{app: {name}}}, ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n"
+        )
     }
 
     #[test]
     fn mr302_plaintext_tls_to_strict() {
-        let base = [MESH_STRICT.to_string(), namespace("shop", "istio-injection: enabled"), deployment("shop", "web", ""), service("shop", "web")].concat();
-        let f = findings(&format!("{base}{}{}", dr("plain", "web", "DISABLE"), dr("ok", "web.shop.svc.cluster.local", "ISTIO_MUTUAL")));
+        let base = [
+            MESH_STRICT.to_string(),
+            namespace("shop", "istio-injection: enabled"),
+            deployment("shop", "web", ""),
+            service("shop", "web"),
+        ]
+        .concat();
+        let f = findings(&format!(
+            "{base}{}{}",
+            dr("plain", "web", "DISABLE"),
+            dr("ok", "web.shop.svc.cluster.local", "ISTIO_MUTUAL")
+        ));
         assert_eq!(objects(&f, Code::MR302), vec!["DestinationRule/plain"]);
         assert!(objects(&f, Code::MR303).is_empty());
         // Without STRICT, DISABLE is allowed.
         let permissive = base.replace("mode: STRICT", "mode: PERMISSIVE");
-        assert!(objects(&findings(&format!("{permissive}{}", dr("plain", "web", "SIMPLE"))), Code::MR302).is_empty());
+        assert!(
+            objects(
+                &findings(&format!("{permissive}{}", dr("plain", "web", "SIMPLE"))),
+                Code::MR302
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn mr303_istio_mutual_to_pods_without_sidecar() {
-        let base = [namespace("shop", "istio-injection: enabled"), deployment("shop", "db", ", sidecar.istio.io/inject: 'false'"), service("shop", "db")].concat();
+        let base = [
+            namespace("shop", "istio-injection: enabled"),
+            deployment("shop", "db", ", sidecar.istio.io/inject: 'false'"),
+            service("shop", "db"),
+        ]
+        .concat();
         let f = findings(&format!("{base}{}", dr("mutual", "db", "ISTIO_MUTUAL")));
         assert_eq!(objects(&f, Code::MR303), vec!["DestinationRule/mutual"]);
         let meshed = base.replace(", sidecar.istio.io/inject: 'false'", "");
-        assert!(objects(&findings(&format!("{meshed}{}", dr("mutual", "db", "ISTIO_MUTUAL"))), Code::MR303).is_empty());
+        assert!(
+            objects(
+                &findings(&format!("{meshed}{}", dr("mutual", "db", "ISTIO_MUTUAL"))),
+                Code::MR303
+            )
+            .is_empty()
+        );
     }
 
     fn pa(ns: &str, name: &str, created: &str, extra: &str) -> String {
-        format!("---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}, creationTimestamp: '{created}'}}\nspec: {{mtls: {{mode: STRICT}}{extra}}}\n")
+        format!(
+            "---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: {name}, namespace: {ns}, creationTimestamp: '{created}'}}\nspec: {{mtls: {{mode: STRICT}}{extra}}}\n"
+        )
     }
 
     #[test]
@@ -410,7 +515,12 @@ spec: {mtls: {mode: STRICT}}
             pa("shop", "newest", "2024-03-01T00:00:00Z", ""),
             pa("shop", "oldest", "2024-01-01T00:00:00Z", ""),
             pa("shop", "middle", "2024-02-01T00:00:00Z", ""),
-            pa("shop", "workload", "2023-01-01T00:00:00Z", ", selector: {matchLabels: {app: x}}"),
+            pa(
+                "shop",
+                "workload",
+                "2023-01-01T00:00:00Z",
+                ", selector: {matchLabels: {app: x}}",
+            ),
             pa("istio-system", "mesh-a", "2024-01-01T00:00:00Z", ""),
             pa("istio-system", "mesh-b", "2024-01-02T00:00:00Z", ""),
             pa("other", "only", "2024-01-01T00:00:00Z", ""),
@@ -419,7 +529,11 @@ spec: {mtls: {mode: STRICT}}
         let f = findings(&yaml);
         assert_eq!(
             objects(&f, Code::MR304),
-            vec!["PeerAuthentication/mesh-b", "PeerAuthentication/middle", "PeerAuthentication/newest"]
+            vec![
+                "PeerAuthentication/mesh-b",
+                "PeerAuthentication/middle",
+                "PeerAuthentication/newest"
+            ]
         );
     }
 
@@ -429,14 +543,36 @@ spec: {mtls: {mode: STRICT}}
             namespace("shop", "istio-injection: enabled"),
             deployment("shop", "web", ""),
             service("shop", "web"),
-            pa("shop", "nosel", "2024-01-01T00:00:00Z", ", portLevelMtls: {8080: {mode: DISABLE}}"),
-            pa("shop", "svcport", "2024-01-01T00:00:00Z", ", selector: {matchLabels: {app: web}}, portLevelMtls: {80: {mode: DISABLE}}"),
-            pa("shop", "good", "2024-01-02T00:00:00Z", ", selector: {matchLabels: {app: web}}, portLevelMtls: {8080: {mode: DISABLE}}"),
+            pa(
+                "shop",
+                "nosel",
+                "2024-01-01T00:00:00Z",
+                ", portLevelMtls: {8080: {mode: DISABLE}}",
+            ),
+            pa(
+                "shop",
+                "svcport",
+                "2024-01-01T00:00:00Z",
+                ", selector: {matchLabels: {app: web}}, portLevelMtls: {80: {mode: DISABLE}}",
+            ),
+            pa(
+                "shop",
+                "good",
+                "2024-01-02T00:00:00Z",
+                ", selector: {matchLabels: {app: web}}, portLevelMtls: {8080: {mode: DISABLE}}",
+            ),
         ]
         .concat();
         let f = findings(&yaml);
-        assert_eq!(objects(&f, Code::MR305), vec!["PeerAuthentication/nosel", "PeerAuthentication/svcport"]);
+        assert_eq!(
+            objects(&f, Code::MR305),
+            vec!["PeerAuthentication/nosel", "PeerAuthentication/svcport"]
+        );
         let svcport = f.iter().find(|f| f.object.name == "svcport").unwrap();
-        assert!(svcport.message.contains("target port is 8080"), "{}", svcport.message);
+        assert!(
+            svcport.message.contains("target port is 8080"),
+            "{}",
+            svcport.message
+        );
     }
 }

@@ -27,7 +27,7 @@ pub fn will_inject(namespace: Injection, template: &PodTemplate) -> bool {
     match namespace {
         Injection::Disabled => false,
         Injection::Enabled => opt != Some(false),
-        Injection::Unlabelled => {
+        Injection::Unlabelled | Injection::Ambient => {
             opt == Some(true) || (opt.is_none() && template.labels.contains_key(keys::ISTIO_REV))
         }
     }

@@ -211,7 +211,10 @@ impl Builder<'_> {
                 } else {
                     &mut self.snapshot.peer_authentications
                 };
-                list.push(IstioObject { meta, spec: pa.spec });
+                list.push(IstioObject {
+                    meta,
+                    spec: pa.spec,
+                });
             }
             ClusterObject::DestinationRule(dr) => {
                 let meta = meta_of(&dr.metadata, &ns);
@@ -220,7 +223,10 @@ impl Builder<'_> {
                 } else {
                     &mut self.snapshot.destination_rules
                 };
-                list.push(IstioObject { meta, spec: dr.spec });
+                list.push(IstioObject {
+                    meta,
+                    spec: dr.spec,
+                });
             }
             ClusterObject::VirtualService(vs) => {
                 let meta = meta_of(&vs.metadata, &ns);
@@ -229,7 +235,10 @@ impl Builder<'_> {
                 } else {
                     &mut self.snapshot.virtual_services
                 };
-                list.push(IstioObject { meta, spec: vs.spec });
+                list.push(IstioObject {
+                    meta,
+                    spec: vs.spec,
+                });
             }
             ClusterObject::EnvoyFilter(ef) => {
                 let meta = meta_of(&ef.metadata, &ns);
@@ -391,6 +400,11 @@ impl Builder<'_> {
                         Some("enabled") => Injection::Enabled,
                         Some("disabled") => Injection::Disabled,
                         _ if has_rev => Injection::Enabled,
+                        _ if meta.labels.get(keys::DATAPLANE_MODE).map(String::as_str)
+                            == Some("ambient") =>
+                        {
+                            Injection::Ambient
+                        }
                         _ if by_default => Injection::Enabled,
                         _ => Injection::Unlabelled,
                     };

@@ -61,6 +61,8 @@ pub enum Injection {
     Disabled,
     /// No label: only pods that ask for it are injected.
     Unlabelled,
+    /// `istio.io/dataplane-mode=ambient`: in the mesh through ztunnel, without sidecars.
+    Ambient,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -207,7 +209,9 @@ pub struct OwnedObjects {
 impl Meta {
     /// Created by meshready (and so never counted by the checks).
     pub fn is_owned(&self) -> bool {
-        self.labels.get(crate::api::keys::MANAGED_BY).map(String::as_str)
+        self.labels
+            .get(crate::api::keys::MANAGED_BY)
+            .map(String::as_str)
             == Some(crate::api::keys::MANAGED_BY_VALUE)
     }
 }
