@@ -84,7 +84,11 @@ impl<'a> Context<'a> {
             .services
             .iter()
             .filter(|s| self.checked(&s.meta.namespace))
-            .filter(|s| !s.meta.labels.contains_key(crate::api::keys::GATEWAY_MANAGED))
+            .filter(|s| {
+                !s.meta
+                    .labels
+                    .contains_key(crate::api::keys::GATEWAY_MANAGED)
+            })
     }
 
     /// Has or will get a sidecar. For the pre-flight question, templates in namespaces that are
@@ -100,10 +104,30 @@ impl<'a> Context<'a> {
         self.meshed[index]
             || match self.injection(&w.meta.namespace) {
                 Injection::Enabled => false,
+                Injection::Ambient => false,
                 Injection::Disabled | Injection::Unlabelled => {
                     sidecar::will_inject(Injection::Enabled, &w.template)
                 }
             }
+    }
+
+    /// The pod-template checks' question: its pods have a proxy, or its template gets one when
+    /// pods are next created in a meshed namespace. Unlike [`Self::meshed_or_prospective`], pods
+    /// running without a proxy in an injected namespace (created before the label, which MR102
+    /// reports, or a bare Pod manifest offline) still count: their next rollout injects them.
+    /// Opted-out and `hostNetwork` templates never count.
+    /// Ambient namespaces are meshed without sidecars, so their templates are not asked.
+    pub fn template_meshed(&self, index: usize) -> bool {
+        let w = &self.snapshot.workloads[index];
+        self.meshed[index]
+            || (self.injection(&w.meta.namespace) != Injection::Ambient
+                && sidecar::will_inject(Injection::Enabled, &w.template))
+    }
+
+    /// Speaks Istio mTLS: through its sidecar, or through ztunnel in an ambient namespace.
+    pub fn in_mesh(&self, index: usize) -> bool {
+        let w = &self.snapshot.workloads[index];
+        self.meshed[index] || self.injection(&w.meta.namespace) == Injection::Ambient
     }
 
     /// Workloads (anywhere) a Service selects, with their index.
