@@ -286,7 +286,13 @@ mod tests {
     fn cel(spec: serde_json::Value) -> Result<(), String> {
         let crd = MeshReadiness::crd();
         let schema = serde_json::to_value(
-            crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap(),
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
         )
         .unwrap();
         kube::core::cel::Validator::new()
@@ -296,7 +302,10 @@ mod tests {
 
     #[test]
     fn cel_accepts_defaults_and_good_durations() {
-        assert_eq!(cel(serde_json::to_value(MeshReadinessSpec::default()).unwrap()), Ok(()));
+        assert_eq!(
+            cel(serde_json::to_value(MeshReadinessSpec::default()).unwrap()),
+            Ok(())
+        );
         let good = serde_json::json!({
             "interval": "30s",
             "appIdleTimeouts": [{"service": "cart", "timeout": "1s"}],
@@ -323,19 +332,47 @@ mod tests {
     fn schema_declares_enums_ranges_and_printer_columns() {
         let crd = serde_json::to_value(MeshReadiness::crd()).unwrap();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
-        let codes = spec["checks"]["properties"]["disabled"]["items"]["enum"].as_array().unwrap();
+        let codes = spec["checks"]["properties"]["disabled"]["items"]["enum"]
+            .as_array()
+            .unwrap();
         assert_eq!(codes.len(), crate::checks::Code::ALL.len());
-        assert_eq!(spec["remediation"]["properties"]["retryAttempts"]["minimum"].as_f64(), Some(1.0));
-        assert_eq!(spec["remediation"]["properties"]["retryAttempts"]["maximum"].as_f64(), Some(10.0));
-        assert_eq!(spec["readyThreshold"]["enum"], serde_json::json!(["Error", "Warning"]));
+        assert_eq!(
+            spec["remediation"]["properties"]["retryAttempts"]["minimum"].as_f64(),
+            Some(1.0)
+        );
+        assert_eq!(
+            spec["remediation"]["properties"]["retryAttempts"]["maximum"].as_f64(),
+            Some(10.0)
+        );
+        assert_eq!(
+            spec["readyThreshold"]["enum"],
+            serde_json::json!(["Error", "Warning"])
+        );
         let columns: Vec<&str> = crd["spec"]["versions"][0]["additionalPrinterColumns"]
             .as_array()
             .unwrap()
             .iter()
             .map(|c| c["name"].as_str().unwrap())
             .collect();
-        assert_eq!(columns, ["Ready", "Reason", "Namespaces", "Errors", "Warnings", "Remediation", "Age"]);
-        assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["mr", "meshready"]));
-        assert_eq!(crd["spec"]["versions"][0]["subresources"]["status"], serde_json::json!({}));
+        assert_eq!(
+            columns,
+            [
+                "Ready",
+                "Reason",
+                "Namespaces",
+                "Errors",
+                "Warnings",
+                "Remediation",
+                "Age"
+            ]
+        );
+        assert_eq!(
+            crd["spec"]["names"]["shortNames"],
+            serde_json::json!(["mr", "meshready"])
+        );
+        assert_eq!(
+            crd["spec"]["versions"][0]["subresources"]["status"],
+            serde_json::json!({})
+        );
     }
 }

@@ -16,7 +16,11 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
 }
 
 pub(crate) fn declared(port: &ServicePortInfo) -> Declared {
-    protocol::select(port.name.as_deref(), port.app_protocol.as_deref(), port.port)
+    protocol::select(
+        port.name.as_deref(),
+        port.app_protocol.as_deref(),
+        port.port,
+    )
 }
 
 fn is_udp(port: &ServicePortInfo) -> bool {
@@ -41,10 +45,15 @@ fn undeclared(svc: &ServiceInfo, out: &mut Findings) {
     let labels: Vec<String> = ports.iter().map(|p| port_label(p)).collect();
     let unrecognised = ports.iter().any(|p| p.app_protocol.is_some());
     let fix = if unrecognised {
-        format!("set appProtocol to a protocol Istio knows (http, http2, grpc, tcp, tls...), e.g. appProtocol: http on port {}", first.port)
+        format!(
+            "set appProtocol to a protocol Istio knows (http, http2, grpc, tcp, tls...), e.g. appProtocol: http on port {}",
+            first.port
+        )
     } else {
         let stem = first.name.clone().unwrap_or_else(|| "web".to_string());
-        format!("name the port <protocol>[-suffix], e.g. name: http-{stem}, or set appProtocol: http")
+        format!(
+            "name the port <protocol>[-suffix], e.g. name: http-{stem}, or set appProtocol: http"
+        )
     };
     out.add(
         Code::MR201,
@@ -72,31 +81,53 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
     let workloads = cx.selected_by(svc);
     let mut evidence = Vec::new();
     for port in &svc.ports {
-        let Some(p @ (Protocol::Tcp | Protocol::Tls)) = declared(port).explicit() else { continue };
+        let Some(p @ (Protocol::Tcp | Protocol::Tls)) = declared(port).explicit() else {
+            continue;
+        };
         let mut why = BTreeSet::new();
         if port.name.as_deref().is_some_and(name_says_http) {
-            why.insert(format!("its name {:?}", port.name.as_deref().unwrap_or_default()));
+            why.insert(format!(
+                "its name {:?}",
+                port.name.as_deref().unwrap_or_default()
+            ));
         }
         for (_, w) in &workloads {
-            let Some(target) = cx.resolve_target(w, &port.target_port) else { continue };
+            let Some(target) = cx.resolve_target(w, &port.target_port) else {
+                continue;
+            };
             if target.name.is_some_and(name_says_http) {
-                why.insert(format!("container port name {:?}", target.name.unwrap_or_default()));
+                why.insert(format!(
+                    "container port name {:?}",
+                    target.name.unwrap_or_default()
+                ));
             }
-            let probes = [&target.container.liveness_probe, &target.container.readiness_probe, &target.container.startup_probe];
-            let http_probe = probes.into_iter().flatten().filter_map(|p| p.http_get.as_ref()).any(|get| {
-                use crate::api::k8s::IntOrString;
-                match &get.port {
-                    IntOrString::Int(n) => *n == target.number,
-                    IntOrString::String(s) => Some(s.as_str()) == target.name,
-                }
-            });
+            let probes = [
+                &target.container.liveness_probe,
+                &target.container.readiness_probe,
+                &target.container.startup_probe,
+            ];
+            let http_probe = probes
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.http_get.as_ref())
+                .any(|get| {
+                    use crate::api::k8s::IntOrString;
+                    match &get.port {
+                        IntOrString::Int(n) => *n == target.number,
+                        IntOrString::String(s) => Some(s.as_str()) == target.name,
+                    }
+                });
             if http_probe {
                 why.insert(format!("an httpGet probe on {}/{}", w.kind, w.meta.name));
             }
         }
         if !why.is_empty() {
             let why: Vec<String> = why.into_iter().collect();
-            evidence.push(format!("port {} is declared {p} but carries HTTP ({})", port.port, why.join(", ")));
+            evidence.push(format!(
+                "port {} is declared {p} but carries HTTP ({})",
+                port.port,
+                why.join(", ")
+            ));
         }
     }
     if evidence.is_empty() {
@@ -132,7 +163,11 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
                         crate::snapshot::TargetPort::Name(_) => continue,
                     },
                 };
-                by_target.entry(number).or_default().push((svc.meta.name.clone(), port.port, declared(port).protocol()));
+                by_target.entry(number).or_default().push((
+                    svc.meta.name.clone(),
+                    port.port,
+                    declared(port).protocol(),
+                ));
             }
         }
         let mut problems = Vec::new();
@@ -141,13 +176,20 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
             let ports: BTreeSet<i32> = uses.iter().map(|u| u.1).collect();
             let list = uses
                 .iter()
-                .map(|(svc, port, p)| format!("{svc}:{port} as {}", p.map_or("undeclared", Protocol::as_str)))
+                .map(|(svc, port, p)| {
+                    format!(
+                        "{svc}:{port} as {}",
+                        p.map_or("undeclared", Protocol::as_str)
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(", ");
             if protocols.len() > 1 {
                 problems.push(format!("target port {target} gets two protocols ({list})"));
             } else if ports.len() > 1 {
-                problems.push(format!("target port {target} is reached through different ports ({list})"));
+                problems.push(format!(
+                    "target port {target} is reached through different ports ({list})"
+                ));
             }
         }
         if problems.is_empty() {
@@ -179,7 +221,12 @@ fn listener_class(p: Protocol) -> &'static str {
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     let mut by_port: BTreeMap<i32, Vec<(&ServiceInfo, Protocol)>> = BTreeMap::new();
-    for svc in cx.snapshot.services.iter().filter(|s| !cx.snapshot.is_system_namespace(&s.meta.namespace)) {
+    for svc in cx
+        .snapshot
+        .services
+        .iter()
+        .filter(|s| !cx.snapshot.is_system_namespace(&s.meta.namespace))
+    {
         for port in svc.ports.iter().filter(|p| !is_udp(p)) {
             if let Some(p) = declared(port).protocol() {
                 by_port.entry(port.port).or_default().push((svc, p));
@@ -190,7 +237,10 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
         for (svc, p) in uses.iter().filter(|(s, _)| cx.checked(&s.meta.namespace)) {
             let others: BTreeSet<String> = uses
                 .iter()
-                .filter(|(o, q)| o.meta.namespace != svc.meta.namespace && listener_class(*q) != listener_class(*p))
+                .filter(|(o, q)| {
+                    o.meta.namespace != svc.meta.namespace
+                        && listener_class(*q) != listener_class(*p)
+                })
                 .map(|(o, q)| format!("{}/{} as {q}", o.meta.namespace, o.meta.name))
                 .collect();
             if others.is_empty() {
@@ -217,8 +267,8 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
 
 #[cfg(test)]
 mod tests {
-    use crate::checks::testing::{findings, objects};
     use crate::checks::Code;
+    use crate::checks::testing::{findings, objects};
 
     fn service(name: &str, ns: &str, ports: &str) -> String {
         format!(
@@ -232,15 +282,30 @@ mod tests {
             service("unnamed", "shop", "[{port: 8080}]"),
             service("badname", "shop", "[{name: web, port: 8080}]"),
             service("suffixed", "shop", "[{name: http-web, port: 8080}]"),
-            service("app", "shop", "[{name: web, port: 8080, appProtocol: HTTP}]"),
-            service("udp", "shop", "[{port: 53, protocol: UDP}, {port: 5000, protocol: UDP}]"),
+            service(
+                "app",
+                "shop",
+                "[{name: web, port: 8080, appProtocol: HTTP}]",
+            ),
+            service(
+                "udp",
+                "shop",
+                "[{port: 53, protocol: UDP}, {port: 5000, protocol: UDP}]",
+            ),
             service("mysql", "shop", "[{port: 3306}]"),
-            service("badapp", "shop", "[{name: http, port: 8080, appProtocol: fancy}]"),
+            service(
+                "badapp",
+                "shop",
+                "[{name: http, port: 8080, appProtocol: fancy}]",
+            ),
             service("sys", "kube-system", "[{port: 8080}]"),
         ]
         .concat();
         let f = findings(&yaml);
-        assert_eq!(objects(&f, Code::MR201), vec!["Service/badapp", "Service/badname", "Service/unnamed"]);
+        assert_eq!(
+            objects(&f, Code::MR201),
+            vec!["Service/badapp", "Service/badname", "Service/unnamed"]
+        );
         let badname = f.iter().find(|f| f.object.name == "badname").unwrap();
         assert!(badname.message.contains("http-web"), "{}", badname.message);
     }
@@ -264,14 +329,32 @@ spec:
 
     #[test]
     fn mr202_http_evidence_on_tcp_port() {
-        let probe = format!("{WORKLOAD}{}", service("api", "shop", "[{name: tcp-web, port: 80, targetPort: 8080}]"));
+        let probe = format!(
+            "{WORKLOAD}{}",
+            service(
+                "api",
+                "shop",
+                "[{name: tcp-web, port: 80, targetPort: 8080}]"
+            )
+        );
         assert_eq!(objects(&findings(&probe), Code::MR202), vec!["Service/api"]);
-        let name = service("named", "shop", "[{name: http, port: 80, appProtocol: tcp}]");
-        assert_eq!(objects(&findings(&name), Code::MR202), vec!["Service/named"]);
+        let name = service(
+            "named",
+            "shop",
+            "[{name: http, port: 80, appProtocol: tcp}]",
+        );
+        assert_eq!(
+            objects(&findings(&name), Code::MR202),
+            vec!["Service/named"]
+        );
         // The metrics port has no HTTP evidence, and an http-declared port is fine.
         let quiet = format!(
             "{WORKLOAD}{}",
-            service("api", "shop", "[{name: tcp-metrics, port: 9090}, {name: http-web, port: 80, targetPort: 8080}]")
+            service(
+                "api",
+                "shop",
+                "[{name: tcp-metrics, port: 9090}, {name: http-web, port: 80, targetPort: 8080}]"
+            )
         );
         assert!(objects(&findings(&quiet), Code::MR202).is_empty());
         let https = service("tls", "shop", "[{name: tls-https, port: 443}]");
@@ -282,21 +365,47 @@ spec:
     fn mr203_conflicting_services_on_one_workload() {
         let conflict = format!(
             "{WORKLOAD}{}{}",
-            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
-            service("api", "shop", "[{name: tcp-web, port: 80, targetPort: web}]").replace("name: api,", "name: api-tcp,")
+            service(
+                "api",
+                "shop",
+                "[{name: http-web, port: 80, targetPort: 8080}]"
+            ),
+            service(
+                "api",
+                "shop",
+                "[{name: tcp-web, port: 80, targetPort: web}]"
+            )
+            .replace("name: api,", "name: api-tcp,")
         );
         let f = findings(&conflict);
         assert_eq!(objects(&f, Code::MR203), vec!["Deployment/api"]);
         let ports = format!(
             "{WORKLOAD}{}{}",
-            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
-            service("api", "shop", "[{name: http-web, port: 8080}]").replace("name: api,", "name: api-direct,")
+            service(
+                "api",
+                "shop",
+                "[{name: http-web, port: 80, targetPort: 8080}]"
+            ),
+            service("api", "shop", "[{name: http-web, port: 8080}]")
+                .replace("name: api,", "name: api-direct,")
         );
-        assert_eq!(objects(&findings(&ports), Code::MR203), vec!["Deployment/api"]);
+        assert_eq!(
+            objects(&findings(&ports), Code::MR203),
+            vec!["Deployment/api"]
+        );
         let agree = format!(
             "{WORKLOAD}{}{}",
-            service("api", "shop", "[{name: http-web, port: 80, targetPort: 8080}]"),
-            service("api", "shop", "[{name: http-x, port: 80, targetPort: 8080}]").replace("name: api,", "name: api-2,")
+            service(
+                "api",
+                "shop",
+                "[{name: http-web, port: 80, targetPort: 8080}]"
+            ),
+            service(
+                "api",
+                "shop",
+                "[{name: http-x, port: 80, targetPort: 8080}]"
+            )
+            .replace("name: api,", "name: api-2,")
         );
         assert!(objects(&findings(&agree), Code::MR203).is_empty());
     }
@@ -312,6 +421,9 @@ spec:
         ]
         .concat();
         let f = findings(&yaml);
-        assert_eq!(objects(&f, Code::MR204), vec!["Service/web", "Service/db", "Service/grpc"]);
+        assert_eq!(
+            objects(&f, Code::MR204),
+            vec!["Service/web", "Service/db", "Service/grpc"]
+        );
     }
 }

@@ -14,7 +14,12 @@ const LISTENER_PATCHES: [&str; 3] = ["LISTENER", "NETWORK_FILTER", "FILTER_CHAIN
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
     missing_reset(cx, out);
-    for vs in cx.snapshot.virtual_services.iter().filter(|vs| cx.checked(&vs.meta.namespace)) {
+    for vs in cx
+        .snapshot
+        .virtual_services
+        .iter()
+        .filter(|vs| cx.checked(&vs.meta.namespace))
+    {
         replaces_defaults(cx, vs, out);
         non_idempotent(vs, out);
     }
@@ -26,30 +31,49 @@ pub fn is_mesh_bound(vs: &VirtualServiceInfo) -> bool {
 }
 
 /// Mesh-bound VirtualServices whose hosts include the Service.
-pub fn virtual_services_for<'a>(cx: &Context<'a>, svc: &ServiceInfo) -> Vec<&'a VirtualServiceInfo> {
+pub fn virtual_services_for<'a>(
+    cx: &Context<'a>,
+    svc: &ServiceInfo,
+) -> Vec<&'a VirtualServiceInfo> {
     let fqdn = svc.fqdn();
     cx.snapshot
         .virtual_services
         .iter()
         .filter(|vs| is_mesh_bound(vs))
-        .filter(|vs| vs.spec.hosts.iter().any(|h| hosts::matches(&hosts::resolve(h, &vs.meta.namespace), &fqdn)))
+        .filter(|vs| {
+            vs.spec
+                .hosts
+                .iter()
+                .any(|h| hosts::matches(&hosts::resolve(h, &vs.meta.namespace), &fqdn))
+        })
         .collect()
 }
 
 fn is_http_host(svc: &ServiceInfo) -> bool {
-    svc.ports.iter().any(|p| declared(p).protocol().is_some_and(|p| p.is_http()))
+    svc.ports
+        .iter()
+        .any(|p| declared(p).protocol().is_some_and(|p| p.is_http()))
 }
 
 fn is_grpc_host(svc: &ServiceInfo) -> bool {
-    svc.ports.iter().any(|p| declared(p).protocol().is_some_and(|p| p.is_grpc()))
+    svc.ports
+        .iter()
+        .any(|p| declared(p).protocol().is_some_and(|p| p.is_grpc()))
 }
 
 fn listener_envoy_filter(cx: &Context, namespace: &str) -> Option<String> {
     cx.snapshot
         .envoy_filters
         .iter()
-        .filter(|ef| ef.meta.namespace == namespace || ef.meta.namespace == cx.snapshot.mesh.root_namespace)
-        .find(|ef| ef.spec.config_patches.iter().any(|p| LISTENER_PATCHES.contains(&p.apply_to.as_str())))
+        .filter(|ef| {
+            ef.meta.namespace == namespace || ef.meta.namespace == cx.snapshot.mesh.root_namespace
+        })
+        .find(|ef| {
+            ef.spec
+                .config_patches
+                .iter()
+                .any(|p| LISTENER_PATCHES.contains(&p.apply_to.as_str()))
+        })
         .map(|ef| format!("{}/{}", ef.meta.namespace, ef.meta.name))
 }
 
@@ -57,7 +81,11 @@ fn missing_reset(cx: &Context, out: &mut Findings) {
     for svc in cx.services().filter(|s| is_http_host(s)) {
         let vss = virtual_services_for(cx, svc);
         let routes: Vec<&HttpRoute> = vss.iter().flat_map(|vs| vs.spec.http.iter()).collect();
-        if !routes.is_empty() && routes.iter().all(|r| RetryPolicy::of(r.retries.as_ref()).covers_reset()) {
+        if !routes.is_empty()
+            && routes
+                .iter()
+                .all(|r| RetryPolicy::of(r.retries.as_ref()).covers_reset())
+        {
             continue;
         }
         let mismatch = keep_alive_mismatch(cx, svc).filter(|m| m.severity == Severity::Warning);
@@ -71,7 +99,10 @@ fn missing_reset(cx: &Context, out: &mut Findings) {
             "no VirtualService routes it, so Istio's default retryOn (connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes) applies".to_string()
         } else {
             let names: Vec<&str> = vss.iter().map(|v| v.meta.name.as_str()).collect();
-            format!("VirtualService {} has routes whose retries do not include reset", names.join(", "))
+            format!(
+                "VirtualService {} has routes whose retries do not include reset",
+                names.join(", ")
+            )
         };
         out.add(
             Code::MR701,
@@ -90,7 +121,10 @@ fn missing_reset(cx: &Context, out: &mut Findings) {
 }
 
 fn route_name(route: &HttpRoute, index: usize) -> String {
-    route.name.clone().unwrap_or_else(|| format!("http[{index}]"))
+    route
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("http[{index}]"))
 }
 
 fn replaces_defaults(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) {
@@ -100,11 +134,20 @@ fn replaces_defaults(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
             .route
             .iter()
             .flat_map(|d| cx.services_for_host(&d.destination.host, &vs.meta.namespace))
-            .chain(vs.spec.hosts.iter().flat_map(|h| cx.services_for_host(h, &vs.meta.namespace)))
+            .chain(
+                vs.spec
+                    .hosts
+                    .iter()
+                    .flat_map(|h| cx.services_for_host(h, &vs.meta.namespace)),
+            )
             .any(is_grpc_host);
         let dropped = RetryPolicy::of(route.retries.as_ref()).dropped_defaults(grpc);
         if !dropped.is_empty() {
-            problems.push(format!("route {} drops {}", route_name(route, i), dropped.join(", ")));
+            problems.push(format!(
+                "route {} drops {}",
+                route_name(route, i),
+                dropped.join(", ")
+            ));
         }
     }
     if problems.is_empty() {
@@ -133,7 +176,9 @@ fn limited_to_idempotent(route: &HttpRoute) -> bool {
             m.method
                 .as_ref()
                 .and_then(|method| method.exact.as_deref())
-                .is_some_and(|method| IDEMPOTENT_METHODS.contains(&method.to_ascii_uppercase().as_str()))
+                .is_some_and(|method| {
+                    IDEMPOTENT_METHODS.contains(&method.to_ascii_uppercase().as_str())
+                })
         })
 }
 
@@ -145,7 +190,8 @@ fn non_idempotent(vs: &VirtualServiceInfo, out: &mut Findings) {
         .enumerate()
         .filter(|(_, route)| {
             let conditions = RetryPolicy::of(route.retries.as_ref()).conditions();
-            (conditions.contains("reset") || conditions.contains("5xx")) && !limited_to_idempotent(route)
+            (conditions.contains("reset") || conditions.contains("5xx"))
+                && !limited_to_idempotent(route)
         })
         .map(|(i, route)| route_name(route, i))
         .collect();
@@ -181,7 +227,9 @@ spec: {selector: {app: cart}, ports: [{name: http, port: 80}]}
 ";
 
     fn vs(name: &str, http: &str) -> String {
-        format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  hosts: [cart]\n  http: {http}\n")
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  hosts: [cart]\n  http: {http}\n"
+        )
     }
 
     #[test]
@@ -191,9 +239,15 @@ spec: {selector: {app: cart}, ports: [{name: http, port: 80}]}
         assert_eq!(of(&f, Code::MR701)[0].severity, Severity::Info);
         let partial = format!(
             "{SERVICE}{}",
-            vs("cart", "[{match: [{method: {exact: GET}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'reset,connect-failure,refused-stream'}}, {route: [{destination: {host: cart}}]}]")
+            vs(
+                "cart",
+                "[{match: [{method: {exact: GET}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'reset,connect-failure,refused-stream'}}, {route: [{destination: {host: cart}}]}]"
+            )
         );
-        assert_eq!(objects(&findings(&partial), Code::MR701), vec!["Service/cart"]);
+        assert_eq!(
+            objects(&findings(&partial), Code::MR701),
+            vec!["Service/cart"]
+        );
         let tcp = SERVICE.replace("name: http", "name: tcp");
         assert!(objects(&findings(&tcp), Code::MR701).is_empty());
     }
@@ -202,51 +256,125 @@ spec: {selector: {app: cart}, ports: [{name: http, port: 80}]}
     fn mr701_silent_when_every_route_retries_resets() {
         let covered = format!(
             "{SERVICE}{}",
-            vs("cart", "[{match: [{method: {exact: GET}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}, {route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset-before-request'}}]")
+            vs(
+                "cart",
+                "[{match: [{method: {exact: GET}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}, {route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset-before-request'}}]"
+            )
         );
         assert!(objects(&findings(&covered), Code::MR701).is_empty());
     }
 
     #[test]
     fn mr701_warning_with_mr601_or_listener_envoy_filter() {
-        let mismatch = SERVICE.replace("namespace: shop}", "namespace: shop, annotations: {meshreadiness.io/app-idle-timeout: 30s}}");
-        assert_eq!(of(&findings(&mismatch), Code::MR701)[0].severity, Severity::Warning);
+        let mismatch = SERVICE.replace(
+            "namespace: shop}",
+            "namespace: shop, annotations: {meshreadiness.io/app-idle-timeout: 30s}}",
+        );
+        assert_eq!(
+            of(&findings(&mismatch), Code::MR701)[0].severity,
+            Severity::Warning
+        );
         let filter = format!(
             "{SERVICE}---\napiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {{name: tune, namespace: istio-system}}\nspec: {{configPatches: [{{applyTo: NETWORK_FILTER}}]}}\n"
         );
-        assert_eq!(of(&findings(&filter), Code::MR701)[0].severity, Severity::Warning);
+        assert_eq!(
+            of(&findings(&filter), Code::MR701)[0].severity,
+            Severity::Warning
+        );
         let cluster_filter = filter.replace("NETWORK_FILTER", "CLUSTER");
-        assert_eq!(of(&findings(&cluster_filter), Code::MR701)[0].severity, Severity::Info);
+        assert_eq!(
+            of(&findings(&cluster_filter), Code::MR701)[0].severity,
+            Severity::Info
+        );
     }
 
     #[test]
     fn mr702_retry_on_dropping_defaults() {
-        let dropped = format!("{SERVICE}{}", vs("cart", "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: gateway-error}}]"));
+        let dropped = format!(
+            "{SERVICE}{}",
+            vs(
+                "cart",
+                "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: gateway-error}}]"
+            )
+        );
         let f = findings(&dropped);
         assert_eq!(objects(&f, Code::MR702), vec!["VirtualService/cart"]);
-        assert!(of(&f, Code::MR702)[0].message.contains("connect-failure, refused-stream"));
+        assert!(
+            of(&f, Code::MR702)[0]
+                .message
+                .contains("connect-failure, refused-stream")
+        );
         for ok in [
             "[{route: [{destination: {host: cart}}], retries: {attempts: 3}}]",
             "[{route: [{destination: {host: cart}}], retries: {attempts: 0, retryOn: gateway-error}}]",
             "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: '5xx'}}]",
         ] {
-            assert!(objects(&findings(&format!("{SERVICE}{}", vs("cart", ok))), Code::MR702).is_empty(), "{ok}");
+            assert!(
+                objects(
+                    &findings(&format!("{SERVICE}{}", vs("cart", ok))),
+                    Code::MR702
+                )
+                .is_empty(),
+                "{ok}"
+            );
         }
         // gRPC hosts also need unavailable and cancelled.
         let grpc = SERVICE.replace("name: http", "name: grpc");
-        let five = format!("{grpc}{}", vs("cart", "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: '5xx'}}]"));
-        assert_eq!(objects(&findings(&five), Code::MR702), vec!["VirtualService/cart"]);
+        let five = format!(
+            "{grpc}{}",
+            vs(
+                "cart",
+                "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: '5xx'}}]"
+            )
+        );
+        assert_eq!(
+            objects(&findings(&five), Code::MR702),
+            vec!["VirtualService/cart"]
+        );
     }
 
     #[test]
     fn mr703_reset_retries_on_non_idempotent_routes() {
-        let all = format!("{SERVICE}{}", vs("cart", "[{route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}]"));
-        assert_eq!(objects(&findings(&all), Code::MR703), vec!["VirtualService/cart"]);
-        let post = format!("{SERVICE}{}", vs("cart", "[{match: [{method: {exact: GET}}, {method: {exact: POST}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: '5xx'}}]"));
-        assert_eq!(objects(&findings(&post), Code::MR703), vec!["VirtualService/cart"]);
-        let safe = format!("{SERVICE}{}", vs("cart", "[{match: [{method: {exact: GET}}, {method: {exact: PUT}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}, {route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset-before-request'}}]"));
+        let all = format!(
+            "{SERVICE}{}",
+            vs(
+                "cart",
+                "[{route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}]"
+            )
+        );
+        assert_eq!(
+            objects(&findings(&all), Code::MR703),
+            vec!["VirtualService/cart"]
+        );
+        let post = format!(
+            "{SERVICE}{}",
+            vs(
+                "cart",
+                "[{match: [{method: {exact: GET}}, {method: {exact: POST}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: '5xx'}}]"
+            )
+        );
+        assert_eq!(
+            objects(&findings(&post), Code::MR703),
+            vec!["VirtualService/cart"]
+        );
+        let safe = format!(
+            "{SERVICE}{}",
+            vs(
+                "cart",
+                "[{match: [{method: {exact: GET}}, {method: {exact: PUT}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset'}}, {route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset-before-request'}}]"
+            )
+        );
         assert!(objects(&findings(&safe), Code::MR703).is_empty());
-        let prefix = format!("{SERVICE}{}", vs("cart", "[{match: [{method: {prefix: G}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'reset'}}]"));
-        assert_eq!(objects(&findings(&prefix), Code::MR703), vec!["VirtualService/cart"]);
+        let prefix = format!(
+            "{SERVICE}{}",
+            vs(
+                "cart",
+                "[{match: [{method: {prefix: G}}], route: [{destination: {host: cart}}], retries: {attempts: 2, retryOn: 'reset'}}]"
+            )
+        );
+        assert_eq!(
+            objects(&findings(&prefix), Code::MR703),
+            vec!["VirtualService/cart"]
+        );
     }
 }

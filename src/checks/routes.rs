@@ -9,7 +9,12 @@ use crate::istio::mtls::oldest_first;
 use crate::snapshot::{Meta, VirtualServiceInfo};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
-    for vs in cx.snapshot.virtual_services.iter().filter(|vs| cx.checked(&vs.meta.namespace)) {
+    for vs in cx
+        .snapshot
+        .virtual_services
+        .iter()
+        .filter(|vs| cx.checked(&vs.meta.namespace))
+    {
         undefined_subsets(cx, vs, out);
     }
     duplicates(cx, out);
@@ -29,7 +34,9 @@ fn undefined_subsets(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
     let mut missing = BTreeSet::new();
     for route in &vs.spec.http {
         for destination in route.route.iter().map(|d| &d.destination) {
-            let Some(subset) = &destination.subset else { continue };
+            let Some(subset) = &destination.subset else {
+                continue;
+            };
             let fqdn = hosts::resolve(&destination.host, &vs.meta.namespace);
             if !defined_subsets(cx, &fqdn).contains(subset) {
                 missing.insert(format!("subset {subset:?} of {fqdn}"));
@@ -56,21 +63,44 @@ fn undefined_subsets(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
 
 fn duplicates(cx: &Context, out: &mut Findings) {
     let mut virtual_services: BTreeMap<String, Vec<&Meta>> = BTreeMap::new();
-    for vs in cx.snapshot.virtual_services.iter().filter(|vs| is_mesh_bound(vs)) {
-        let hosts: BTreeSet<String> = vs.spec.hosts.iter().map(|h| hosts::resolve(h, &vs.meta.namespace)).collect();
+    for vs in cx
+        .snapshot
+        .virtual_services
+        .iter()
+        .filter(|vs| is_mesh_bound(vs))
+    {
+        let hosts: BTreeSet<String> = vs
+            .spec
+            .hosts
+            .iter()
+            .map(|h| hosts::resolve(h, &vs.meta.namespace))
+            .collect();
         for host in hosts {
             virtual_services.entry(host).or_default().push(&vs.meta);
         }
     }
     let mut destination_rules: BTreeMap<String, Vec<&Meta>> = BTreeMap::new();
-    for dr in cx.snapshot.destination_rules.iter().filter(|dr| dr.spec.workload_selector.is_none()) {
-        destination_rules.entry(hosts::resolve(&dr.spec.host, &dr.meta.namespace)).or_default().push(&dr.meta);
+    for dr in cx
+        .snapshot
+        .destination_rules
+        .iter()
+        .filter(|dr| dr.spec.workload_selector.is_none())
+    {
+        destination_rules
+            .entry(hosts::resolve(&dr.spec.host, &dr.meta.namespace))
+            .or_default()
+            .push(&dr.meta);
     }
     report_duplicates(cx, "VirtualService", virtual_services, out);
     report_duplicates(cx, "DestinationRule", destination_rules, out);
 }
 
-fn report_duplicates(cx: &Context, kind: &str, by_host: BTreeMap<String, Vec<&Meta>>, out: &mut Findings) {
+fn report_duplicates(
+    cx: &Context,
+    kind: &str,
+    by_host: BTreeMap<String, Vec<&Meta>>,
+    out: &mut Findings,
+) {
     for (host, mut metas) in by_host {
         if metas.len() < 2 {
             continue;
@@ -96,15 +126,19 @@ fn report_duplicates(cx: &Context, kind: &str, by_host: BTreeMap<String, Vec<&Me
 
 #[cfg(test)]
 mod tests {
-    use crate::checks::testing::{findings, objects};
     use crate::checks::Code;
+    use crate::checks::testing::{findings, objects};
 
     fn vs(name: &str, created: &str, spec: &str) -> String {
-        format!("---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: '{created}'}}\nspec: {spec}\n")
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: '{created}'}}\nspec: {spec}\n"
+        )
     }
 
     fn dr(name: &str, created: &str, spec: &str) -> String {
-        format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: '{created}'}}\nspec: {spec}\n")
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: {name}, namespace: shop, creationTimestamp: '{created}'}}\nspec: {spec}\n"
+        )
     }
 
     #[test]
@@ -115,7 +149,10 @@ mod tests {
             vs("bad", "2024-01-01T00:00:00Z", "{hosts: [ratings], http: [{route: [{destination: {host: reviews.shop.svc.cluster.local, subset: v2}}]}]}"),
         ]
         .concat();
-        assert_eq!(objects(&findings(&yaml), Code::MR901), vec!["VirtualService/bad"]);
+        assert_eq!(
+            objects(&findings(&yaml), Code::MR901),
+            vec!["VirtualService/bad"]
+        );
     }
 
     #[test]
@@ -130,6 +167,9 @@ mod tests {
             dr("other", "2024-01-03T00:00:00Z", "{host: ratings}"),
         ]
         .concat();
-        assert_eq!(objects(&findings(&yaml), Code::MR902), vec!["DestinationRule/dr-b", "VirtualService/second"]);
+        assert_eq!(
+            objects(&findings(&yaml), Code::MR902),
+            vec!["DestinationRule/dr-b", "VirtualService/second"]
+        );
     }
 }

@@ -61,7 +61,12 @@ fn app_keep_alive(cx: &Context, svc: &ServiceInfo) -> Option<(Duration, KeepAliv
     if let Some(timeout) = cx.request.app_idle_timeouts.get(&key) {
         return Some((*timeout, KeepAliveSource::Spec));
     }
-    if let Some(timeout) = svc.meta.annotations.get(keys::APP_IDLE_TIMEOUT).and_then(|t| parse_duration(t)) {
+    if let Some(timeout) = svc
+        .meta
+        .annotations
+        .get(keys::APP_IDLE_TIMEOUT)
+        .and_then(|t| parse_duration(t))
+    {
         return Some((timeout, KeepAliveSource::Annotation));
     }
     cx.selected_by(svc).into_iter().find_map(|(_, w)| {
@@ -77,7 +82,10 @@ fn app_keep_alive(cx: &Context, svc: &ServiceInfo) -> Option<(Duration, KeepAliv
 
 /// The user's DestinationRule for a Service: exact host before wildcard, the Service's own
 /// namespace first (as a caller there would see it).
-pub fn destination_rule_for<'a>(cx: &Context<'a>, svc: &ServiceInfo) -> Option<&'a DestinationRuleInfo> {
+pub fn destination_rule_for<'a>(
+    cx: &Context<'a>,
+    svc: &ServiceInfo,
+) -> Option<&'a DestinationRuleInfo> {
     let fqdn = svc.fqdn();
     let mut candidates: Vec<&DestinationRuleInfo> = cx
         .snapshot
@@ -96,10 +104,18 @@ pub fn destination_rule_for<'a>(cx: &Context<'a>, svc: &ServiceInfo) -> Option<&
 }
 
 fn proxy_idle_timeout(dr: Option<&DestinationRuleInfo>) -> Duration {
-    let pool = dr.and_then(|dr| dr.spec.traffic_policy.as_ref()).and_then(|p| p.connection_pool.as_ref());
-    let http = pool.and_then(|p| p.http.as_ref()).and_then(|h| h.idle_timeout.as_deref());
-    let tcp = pool.and_then(|p| p.tcp.as_ref()).and_then(|t| t.idle_timeout.as_deref());
-    http.or(tcp).and_then(parse_duration).unwrap_or(DEFAULT_PROXY_IDLE_TIMEOUT)
+    let pool = dr
+        .and_then(|dr| dr.spec.traffic_policy.as_ref())
+        .and_then(|p| p.connection_pool.as_ref());
+    let http = pool
+        .and_then(|p| p.http.as_ref())
+        .and_then(|h| h.idle_timeout.as_deref());
+    let tcp = pool
+        .and_then(|p| p.tcp.as_ref())
+        .and_then(|t| t.idle_timeout.as_deref());
+    http.or(tcp)
+        .and_then(parse_duration)
+        .unwrap_or(DEFAULT_PROXY_IDLE_TIMEOUT)
 }
 
 /// MR601's verdict for one Service (also read by MR701's severity and by the remediation planner).
@@ -121,7 +137,9 @@ pub fn keep_alive_mismatch(cx: &Context, svc: &ServiceInfo) -> Option<Mismatch> 
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
     for svc in cx.services() {
-        let Some(m) = keep_alive_mismatch(cx, svc) else { continue };
+        let Some(m) = keep_alive_mismatch(cx, svc) else {
+            continue;
+        };
         let source = match &m.source {
             KeepAliveSource::Spec => "spec.appIdleTimeouts".to_string(),
             KeepAliveSource::Annotation => format!("annotation {}", keys::APP_IDLE_TIMEOUT),
@@ -177,53 +195,118 @@ mod tests {
 
     #[test]
     fn recommended_is_app_minus_ten_percent_or_a_second() {
-        assert_eq!(recommended_idle_timeout(Duration::from_secs(60)), Duration::from_secs(54));
-        assert_eq!(recommended_idle_timeout(Duration::from_secs(5)), Duration::from_secs(4));
-        assert_eq!(recommended_idle_timeout(Duration::from_secs(1)), Duration::from_secs(1));
-        assert_eq!(recommended_idle_timeout(Duration::from_millis(1500)), Duration::from_secs(1));
+        assert_eq!(
+            recommended_idle_timeout(Duration::from_secs(60)),
+            Duration::from_secs(54)
+        );
+        assert_eq!(
+            recommended_idle_timeout(Duration::from_secs(5)),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            recommended_idle_timeout(Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            recommended_idle_timeout(Duration::from_millis(1500)),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn image_repositories() {
         assert_eq!(image_repository("node:20-alpine"), "node");
-        assert_eq!(image_repository("docker.io/library/node@sha256:abc"), "node");
-        assert_eq!(image_repository("registry:5000/team/node-app:1"), "node-app");
+        assert_eq!(
+            image_repository("docker.io/library/node@sha256:abc"),
+            "node"
+        );
+        assert_eq!(
+            image_repository("registry:5000/team/node-app:1"),
+            "node-app"
+        );
     }
 
     #[test]
     fn annotation_below_default_idle_fires_warning() {
-        let f = findings(&format!("{}{}", service(", annotations: {meshreadiness.io/app-idle-timeout: 60s}"), deployment("shop/cart:1")));
+        let f = findings(&format!(
+            "{}{}",
+            service(", annotations: {meshreadiness.io/app-idle-timeout: 60s}"),
+            deployment("shop/cart:1")
+        ));
         let mr601 = of(&f, Code::MR601);
         assert_eq!(mr601.len(), 1);
         assert_eq!(mr601[0].severity, Severity::Warning);
-        assert!(mr601[0].message.contains("idleTimeout: 54s"), "{}", mr601[0].message);
+        assert!(
+            mr601[0].message.contains("idleTimeout: 54s"),
+            "{}",
+            mr601[0].message
+        );
     }
 
     #[test]
     fn destination_rule_below_keep_alive_silences() {
-        let base = format!("{}{}", service(", annotations: {meshreadiness.io/app-idle-timeout: 60s}"), deployment("shop/cart:1"));
-        assert!(of(&findings(&format!("{base}{}", dr("idleTimeout: 50s", ""))), Code::MR601).is_empty());
+        let base = format!(
+            "{}{}",
+            service(", annotations: {meshreadiness.io/app-idle-timeout: 60s}"),
+            deployment("shop/cart:1")
+        );
+        assert!(
+            of(
+                &findings(&format!("{base}{}", dr("idleTimeout: 50s", ""))),
+                Code::MR601
+            )
+            .is_empty()
+        );
         // tcp.idleTimeout is used when http sets none.
-        assert!(of(&findings(&format!("{base}{}", dr("", "idleTimeout: 30s"))), Code::MR601).is_empty());
+        assert!(
+            of(
+                &findings(&format!("{base}{}", dr("", "idleTimeout: 30s"))),
+                Code::MR601
+            )
+            .is_empty()
+        );
         // Equal is not below.
-        assert_eq!(of(&findings(&format!("{base}{}", dr("idleTimeout: 60s", ""))), Code::MR601).len(), 1);
+        assert_eq!(
+            of(
+                &findings(&format!("{base}{}", dr("idleTimeout: 60s", ""))),
+                Code::MR601
+            )
+            .len(),
+            1
+        );
     }
 
     #[test]
     fn spec_timeouts_win_and_runtime_inference_is_info() {
         let snap = snapshot(&format!("{}{}", service(""), deployment("node:20-alpine")));
-        let inferred = checks::run(&snap, &CheckRequest { namespaces: ["shop".to_string()].into(), ..Default::default() });
+        let inferred = checks::run(
+            &snap,
+            &CheckRequest {
+                namespaces: ["shop".to_string()].into(),
+                ..Default::default()
+            },
+        );
         let mr601 = of(&inferred, Code::MR601);
         assert_eq!(mr601.len(), 1);
         assert_eq!(mr601[0].severity, Severity::Info);
         let request = CheckRequest {
             namespaces: ["shop".to_string()].into(),
-            app_idle_timeouts: [(("shop".to_string(), "cart".to_string()), Duration::from_secs(30))].into(),
+            app_idle_timeouts: [(
+                ("shop".to_string(), "cart".to_string()),
+                Duration::from_secs(30),
+            )]
+            .into(),
             ..Default::default()
         };
         let spec = checks::run(&snap, &request);
         assert_eq!(of(&spec, Code::MR601)[0].severity, Severity::Warning);
         // An unknown runtime and no timeout: nothing to compare.
-        assert!(of(&findings(&format!("{}{}", service(""), deployment("python:3"))), Code::MR601).is_empty());
+        assert!(
+            of(
+                &findings(&format!("{}{}", service(""), deployment("python:3"))),
+                Code::MR601
+            )
+            .is_empty()
+        );
     }
 }
