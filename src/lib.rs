@@ -9,3 +9,4 @@ pub mod checks;
 pub mod cli;
 pub mod istio;
 pub mod snapshot;
+pub mod operator;

@@ -189,9 +189,7 @@ fn non_idempotent(vs: &VirtualServiceInfo, out: &mut Findings) {
         .iter()
         .enumerate()
         .filter(|(_, route)| {
-            let conditions = RetryPolicy::of(route.retries.as_ref()).conditions();
-            (conditions.contains("reset") || conditions.contains("5xx"))
-                && !limited_to_idempotent(route)
+            RetryPolicy::of(route.retries.as_ref()).replays_on_reset() && !limited_to_idempotent(route)
         })
         .map(|(i, route)| route_name(route, i))
         .collect();
@@ -204,7 +202,7 @@ fn non_idempotent(vs: &VirtualServiceInfo, out: &mut Findings) {
         "VirtualService",
         &vs.meta,
         format!(
-            "VirtualService {}: route(s) {} retry on reset or 5xx for every method, so a POST whose \
+            "VirtualService {}: route(s) {} retry on reset, 5xx or gateway-error for every method, so a POST whose \
              response was lost may run twice. Fix: match idempotent methods (GET, HEAD, OPTIONS, PUT, \
              DELETE) in a route with those retries, and use reset-before-request in the catch-all route.",
             vs.meta.name,
@@ -294,7 +292,7 @@ spec: {selector: {app: cart}, ports: [{name: http, port: 80}]}
             "{SERVICE}{}",
             vs(
                 "cart",
-                "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: gateway-error}}]"
+                "[{route: [{destination: {host: cart}}], retries: {attempts: 3, retryOn: retriable-status-codes}}]"
             )
         );
         let f = findings(&dropped);

@@ -53,7 +53,7 @@ fn undefined_subsets(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
         &vs.meta,
         format!(
             "VirtualService {} routes to {}, which no DestinationRule defines: Envoy has no such \
-             cluster and answers 503 NR (no route). Fix: add the subset (name and labels) to the \
+             cluster and answers 503 NC (no cluster found; NR in Envoy before 1.18). Fix: add the subset (name and labels) to the \
              host's DestinationRule, or route without it.",
             vs.meta.name,
             missing.into_iter().collect::<Vec<_>>().join(", "),

@@ -10,8 +10,13 @@ pub const DEFAULT_RETRY_ON: &str =
     "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 pub const DEFAULT_ATTEMPTS: i32 = 2;
 
+/// Conditions under which Envoy retries on any upstream reset, whether or not the request was
+/// sent: its `wouldRetryFromReset` treats `5xx`, `gateway-error` and `reset` alike, and a
+/// connect failure or refused stream is such a reset. A request may therefore run twice.
+pub const REPLAYING_CONDITIONS: [&str; 3] = ["reset", "5xx", "gateway-error"];
+
 /// Conditions that retry a request whose connection was reset (what an idle-timeout race causes).
-pub const RESET_CONDITIONS: [&str; 3] = ["reset", "reset-before-request", "5xx"];
+pub const RESET_CONDITIONS: [&str; 4] = ["reset", "reset-before-request", "5xx", "gateway-error"];
 
 /// The conditions a route retries on, or none when retries are off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,8 +76,15 @@ impl RetryPolicy {
         RESET_CONDITIONS.iter().any(|c| conditions.contains(*c))
     }
 
-    /// Default conditions an explicit `retryOn` no longer covers (`5xx` implies connect-failure
-    /// and refused-stream, as Envoy defines it). Empty for the default and disabled policies.
+    /// Retries on resets after the request may have reached the app (see [`REPLAYING_CONDITIONS`]).
+    pub fn replays_on_reset(&self) -> bool {
+        let conditions = self.conditions();
+        REPLAYING_CONDITIONS.iter().any(|c| conditions.contains(*c))
+    }
+
+    /// Default conditions an explicit `retryOn` no longer covers. `5xx`, `gateway-error` and
+    /// `reset` imply connect-failure and refused-stream, as Envoy defines them; nothing implies
+    /// gRPC's `unavailable` and `cancelled`. Empty for the default and disabled policies.
     pub fn dropped_defaults(&self, grpc: bool) -> Vec<&'static str> {
         let RetryPolicy::Explicit {
             retry_on: Some(conditions),
@@ -81,7 +93,7 @@ impl RetryPolicy {
         else {
             return Vec::new();
         };
-        let has_5xx = conditions.contains("5xx");
+        let replays = REPLAYING_CONDITIONS.iter().any(|c| conditions.contains(*c));
         let mut required = vec!["connect-failure", "refused-stream"];
         if grpc {
             required.extend(["unavailable", "cancelled"]);
@@ -89,7 +101,7 @@ impl RetryPolicy {
         required
             .into_iter()
             .filter(|c| !conditions.contains(*c))
-            .filter(|c| !(has_5xx && matches!(*c, "connect-failure" | "refused-stream")))
+            .filter(|c| !(replays && matches!(*c, "connect-failure" | "refused-stream")))
             .collect()
     }
 }
@@ -127,21 +139,19 @@ mod tests {
 
     #[test]
     fn explicit_retry_on_replaces_defaults() {
-        let policy = RetryPolicy::of(Some(&retry(3, Some("reset,gateway-error"))));
-        assert!(policy.covers_reset());
-        assert_eq!(
-            policy.dropped_defaults(false),
-            vec!["connect-failure", "refused-stream"]
-        );
+        let policy = RetryPolicy::of(Some(&retry(3, Some("retriable-status-codes,unavailable"))));
+        assert!(!policy.covers_reset());
+        assert_eq!(policy.dropped_defaults(false), vec!["connect-failure", "refused-stream"]);
         assert_eq!(
             policy.dropped_defaults(true),
-            vec![
-                "connect-failure",
-                "refused-stream",
-                "unavailable",
-                "cancelled"
-            ]
+            vec!["connect-failure", "refused-stream", "cancelled"]
         );
+        // reset (like 5xx and gateway-error) retries connect failures and refused streams too.
+        let policy = RetryPolicy::of(Some(&retry(3, Some("reset,gateway-error"))));
+        assert!(policy.covers_reset() && policy.replays_on_reset());
+        assert!(policy.dropped_defaults(false).is_empty());
+        let before = RetryPolicy::of(Some(&retry(3, Some("reset-before-request"))));
+        assert!(before.covers_reset() && !before.replays_on_reset());
     }
 
     #[test]
