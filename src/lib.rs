@@ -8,5 +8,5 @@ pub mod api;
 pub mod checks;
 pub mod cli;
 pub mod istio;
-pub mod snapshot;
 pub mod operator;
+pub mod snapshot;

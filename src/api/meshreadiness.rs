@@ -27,33 +27,13 @@ const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
     derive = "PartialEq",
     cel,
     doc = "Whether the selected namespaces are ready for the Istio service mesh, and why requests would fail with 503 once meshed.",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(
-        name = "Namespaces",
-        type_ = "integer",
-        json_path = ".status.namespaces"
-    ),
-    printcolumn(name = "Errors", type_ = "integer", json_path = ".status.errors"),
-    printcolumn(name = "Warnings", type_ = "integer", json_path = ".status.warnings"),
-    printcolumn(
-        name = "Remediation",
-        type_ = "string",
-        json_path = ".spec.remediation.mode"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Namespaces","type":"integer","jsonPath":".status.namespaces"}"#,
+    printcolumn = r#"{"name":"Errors","type":"integer","jsonPath":".status.errors"}"#,
+    printcolumn = r#"{"name":"Warnings","type":"integer","jsonPath":".status.warnings"}"#,
+    printcolumn = r#"{"name":"Remediation","type":"string","jsonPath":".spec.remediation.mode"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MeshReadinessSpec {

@@ -189,7 +189,8 @@ fn non_idempotent(vs: &VirtualServiceInfo, out: &mut Findings) {
         .iter()
         .enumerate()
         .filter(|(_, route)| {
-            RetryPolicy::of(route.retries.as_ref()).replays_on_reset() && !limited_to_idempotent(route)
+            RetryPolicy::of(route.retries.as_ref()).replays_on_reset()
+                && !limited_to_idempotent(route)
         })
         .map(|(i, route)| route_name(route, i))
         .collect();

@@ -13,12 +13,13 @@ pub const DEFAULT_TERMINATION_DRAIN: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    // Boxed: the parser's error is large and these travel up through every layer's Result.
     #[error("mesh config is not valid YAML: {0}")]
-    Mesh(#[source] serde_saphyr::Error),
+    Mesh(#[source] Box<serde_saphyr::Error>),
     #[error("injector values are not valid JSON or YAML: {0}")]
-    Injector(#[source] serde_saphyr::Error),
+    Injector(#[source] Box<serde_saphyr::Error>),
     #[error("proxy config annotation is not valid YAML: {0}")]
-    Proxy(#[source] serde_saphyr::Error),
+    Proxy(#[source] Box<serde_saphyr::Error>),
 }
 
 /// The proxy settings meshready reads, from the mesh's `defaultConfig` or a pod's annotation.
@@ -37,7 +38,7 @@ impl ProxyConfig {
     pub fn parse(yaml: &str) -> Result<Self, ConfigError> {
         parse_yaml::<Option<Self>>(yaml)
             .map(Option::unwrap_or_default)
-            .map_err(ConfigError::Proxy)
+            .map_err(|e| ConfigError::Proxy(Box::new(e)))
     }
 
     /// The pod's settings over the mesh defaults, field by field, as Istio merges them.
@@ -97,7 +98,7 @@ impl MeshConfig {
     pub fn parse(yaml: &str) -> Result<Self, ConfigError> {
         parse_yaml::<Option<Self>>(yaml)
             .map(Option::unwrap_or_default)
-            .map_err(ConfigError::Mesh)
+            .map_err(|e| ConfigError::Mesh(Box::new(e)))
     }
 }
 
@@ -146,7 +147,7 @@ impl InjectorValues {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         parse_yaml::<Option<Self>>(text)
             .map(Option::unwrap_or_default)
-            .map_err(ConfigError::Injector)
+            .map_err(|e| ConfigError::Injector(Box::new(e)))
     }
 
     pub fn rewrite_app_http_probe(&self) -> bool {

@@ -141,7 +141,10 @@ mod tests {
     fn explicit_retry_on_replaces_defaults() {
         let policy = RetryPolicy::of(Some(&retry(3, Some("retriable-status-codes,unavailable"))));
         assert!(!policy.covers_reset());
-        assert_eq!(policy.dropped_defaults(false), vec!["connect-failure", "refused-stream"]);
+        assert_eq!(
+            policy.dropped_defaults(false),
+            vec!["connect-failure", "refused-stream"]
+        );
         assert_eq!(
             policy.dropped_defaults(true),
             vec!["connect-failure", "refused-stream", "cancelled"]

@@ -5,10 +5,12 @@ use crate::api::keys;
 use crate::istio::mesh::{InjectorValues, MeshConfig, ProxyConfig};
 use crate::snapshot::{Injection, Labels, PodState, PodTemplate};
 
+/// A boolean annotation or label, read as leniently as Istio reads them (Go's `ParseBool`
+/// spellings plus the injector's yes/no/on/off).
 fn flag(map: &Labels, key: &str) -> Option<bool> {
     match map.get(key)?.trim().to_ascii_lowercase().as_str() {
-        "true" | "enabled" | "yes" | "y" => Some(true),
-        "false" | "disabled" | "no" | "n" => Some(false),
+        "true" | "t" | "1" | "yes" | "y" | "on" | "enabled" => Some(true),
+        "false" | "f" | "0" | "no" | "n" | "off" | "disabled" => Some(false),
         _ => None,
     }
 }
@@ -58,8 +60,15 @@ fn port_list(value: Option<&String>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Ports the injector always excludes from inbound capture (`istio-iptables -d`): Prometheus
+/// stats, the health port and the agent's status port.
+pub const NEVER_CAPTURED_INBOUND: [i32; 3] = [15020, 15021, 15090];
+
 /// Whether inbound traffic to a container port goes through the proxy (not excluded from capture).
 pub fn inbound_captured(template: &PodTemplate, port: i32) -> bool {
+    if NEVER_CAPTURED_INBOUND.contains(&port) {
+        return false;
+    }
     let port = port.to_string();
     if port_list(template.annotations.get(keys::EXCLUDE_INBOUND_PORTS)).contains(&port) {
         return false;
@@ -169,6 +178,7 @@ mod tests {
         );
         assert!(!inbound_captured(&t, 8080));
         assert!(inbound_captured(&t, 8081));
+        assert!(!inbound_captured(&template(&[], &[]), 15021));
         let only = template(
             &[],
             &[("traffic.sidecar.istio.io/includeInboundPorts", "80")],

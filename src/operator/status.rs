@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::api::k8s::{Condition, Time};
-use crate::api::{FindingStatus, MeshReadinessSpec, MeshReadinessStatus, ReadyThreshold, RemediationMode};
+use crate::api::{
+    FindingStatus, MeshReadinessSpec, MeshReadinessStatus, ReadyThreshold, RemediationMode,
+};
 use crate::checks::{Code, Family, Finding, Severity};
 
 /// At most this many findings are listed in status; `findingsTruncated` says when more exist.
@@ -34,12 +36,25 @@ pub mod reasons {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// The checks ran over `namespaces` namespaces.
-    Checked { findings: Vec<Finding>, namespaces: u32 },
+    Checked {
+        findings: Vec<Finding>,
+        namespaces: u32,
+    },
     /// The checks could not run; `reason` is one of [`reasons`].
-    NotChecked { reason: &'static str, message: String },
+    NotChecked {
+        reason: &'static str,
+        message: String,
+    },
 }
 
-fn condition(type_: &str, status: &str, reason: &str, message: String, generation: Option<i64>, now: &Time) -> Condition {
+fn condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     Condition {
         type_: type_.to_string(),
         status: status.to_string(),
@@ -65,11 +80,19 @@ fn code_counts<'a>(findings: impl Iterator<Item = &'a Finding>) -> String {
     }
     let mut counts: Vec<(Code, usize)> = counts.into_iter().collect();
     counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    counts.iter().map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(c, n)| format!("{c} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn plural(n: usize, word: &str) -> String {
-    if n == 1 { format!("1 {word}") } else { format!("{n} {word}s") }
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
 }
 
 /// The desired status. `lastTransitionTime` is carried over from `previous` for conditions whose
@@ -89,7 +112,14 @@ pub fn desired(
     let mut conditions = Vec::new();
     match outcome {
         Outcome::NotChecked { reason, message } => {
-            conditions.push(condition(conditions::READY, "False", reason, message.clone(), generation, now));
+            conditions.push(condition(
+                conditions::READY,
+                "False",
+                reason,
+                message.clone(),
+                generation,
+                now,
+            ));
             for family in Family::ALL {
                 conditions.push(condition(
                     family.condition_type(),
@@ -110,15 +140,25 @@ pub fn desired(
                 status.findings_truncated = previous.findings_truncated;
             }
         }
-        Outcome::Checked { findings, namespaces } => {
+        Outcome::Checked {
+            findings,
+            namespaces,
+        } => {
             status.namespaces = *namespaces;
             let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count() as u32;
             status.errors = count(Severity::Error);
             status.warnings = count(Severity::Warning);
             status.infos = count(Severity::Info);
-            status.findings = findings.iter().take(MAX_FINDINGS).map(finding_status).collect();
+            status.findings = findings
+                .iter()
+                .take(MAX_FINDINGS)
+                .map(finding_status)
+                .collect();
             status.findings_truncated = findings.len() > MAX_FINDINGS;
-            let blocking: Vec<&Finding> = findings.iter().filter(|f| blocks(spec.ready_threshold, f.severity)).collect();
+            let blocking: Vec<&Finding> = findings
+                .iter()
+                .filter(|f| blocks(spec.ready_threshold, f.severity))
+                .collect();
             conditions.push(if blocking.is_empty() {
                 condition(
                     conditions::READY,
@@ -157,14 +197,28 @@ pub fn desired(
                     .filter(|f| f.code.family() == family && f.severity >= Severity::Warning)
                     .collect();
                 conditions.push(if found.is_empty() {
-                    condition(family.condition_type(), "True", reasons::NO_WARNINGS, "No errors or warnings.".to_string(), generation, now)
+                    condition(
+                        family.condition_type(),
+                        "True",
+                        reasons::NO_WARNINGS,
+                        "No errors or warnings.".to_string(),
+                        generation,
+                        now,
+                    )
                 } else {
                     let reason = if found.iter().any(|f| f.severity == Severity::Error) {
                         reasons::ERRORS_FOUND
                     } else {
                         reasons::WARNINGS_FOUND
                     };
-                    condition(family.condition_type(), "False", reason, format!("{}.", code_counts(found.into_iter())), generation, now)
+                    condition(
+                        family.condition_type(),
+                        "False",
+                        reason,
+                        format!("{}.", code_counts(found.into_iter())),
+                        generation,
+                        now,
+                    )
                 });
             }
         }
@@ -174,7 +228,8 @@ pub fn desired(
             conditions::REMEDIATIONS_APPLIED,
             "Unknown",
             reasons::NOT_YET_SUPPORTED,
-            "This version of meshready reports only; remediation is not implemented yet.".to_string(),
+            "This version of meshready reports only; remediation is not implemented yet."
+                .to_string(),
             generation,
             now,
         ));
@@ -206,13 +261,19 @@ fn finding_status(f: &Finding) -> FindingStatus {
 /// Whether writing `desired` would change anything but `lastCheckedTime`.
 pub fn changed(live: Option<&MeshReadinessStatus>, desired: &MeshReadinessStatus) -> bool {
     let Some(live) = live else { return true };
-    let strip = |s: &MeshReadinessStatus| MeshReadinessStatus { last_checked_time: None, ..s.clone() };
+    let strip = |s: &MeshReadinessStatus| MeshReadinessStatus {
+        last_checked_time: None,
+        ..s.clone()
+    };
     strip(live) != strip(desired)
 }
 
 /// The Ready condition's status, if present.
 pub fn ready(status: &MeshReadinessStatus) -> Option<&Condition> {
-    status.conditions.iter().find(|c| c.type_ == conditions::READY)
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == conditions::READY)
 }
 
 #[cfg(test)]
@@ -225,11 +286,19 @@ mod tests {
     }
 
     fn finding(code: Code, severity: Severity) -> Finding {
-        Finding { code, severity, object: ObjectRef::new("Service", "shop", "web"), message: "m".into() }
+        Finding {
+            code,
+            severity,
+            object: ObjectRef::new("Service", "shop", "web"),
+            message: "m".into(),
+        }
     }
 
     fn checked(findings: Vec<Finding>) -> Outcome {
-        Outcome::Checked { findings, namespaces: 2 }
+        Outcome::Checked {
+            findings,
+            namespaces: 2,
+        }
     }
 
     fn cond<'a>(s: &'a MeshReadinessStatus, t: &str) -> &'a Condition {
@@ -238,10 +307,19 @@ mod tests {
 
     #[test]
     fn all_conditions_from_the_first_visit() {
-        let s = desired(&MeshReadinessSpec::default(), Some(3), &checked(vec![]), None, &time(10));
+        let s = desired(
+            &MeshReadinessSpec::default(),
+            Some(3),
+            &checked(vec![]),
+            None,
+            &time(10),
+        );
         assert_eq!(s.conditions.len(), 10);
         let r = cond(&s, "Ready");
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("True", reasons::NO_BLOCKING_FINDINGS));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("True", reasons::NO_BLOCKING_FINDINGS)
+        );
         assert_eq!(r.observed_generation, Some(3));
         assert_eq!(s.observed_generation, Some(3));
         assert!(s.conditions.iter().all(|c| c.status == "True"));
@@ -249,17 +327,39 @@ mod tests {
 
     #[test]
     fn threshold_decides_what_blocks() {
-        let findings = vec![finding(Code::MR201, Severity::Warning), finding(Code::MR701, Severity::Info)];
-        let s = desired(&MeshReadinessSpec::default(), None, &checked(findings.clone()), None, &time(1));
+        let findings = vec![
+            finding(Code::MR201, Severity::Warning),
+            finding(Code::MR701, Severity::Info),
+        ];
+        let s = desired(
+            &MeshReadinessSpec::default(),
+            None,
+            &checked(findings.clone()),
+            None,
+            &time(1),
+        );
         assert_eq!(cond(&s, "Ready").status, "True");
         assert_eq!(cond(&s, "ProtocolsDeclared").status, "False");
-        assert_eq!(cond(&s, "ProtocolsDeclared").reason, reasons::WARNINGS_FOUND);
-        assert_eq!(cond(&s, "RetriesCoverResets").status, "True", "Info does not flip a family");
+        assert_eq!(
+            cond(&s, "ProtocolsDeclared").reason,
+            reasons::WARNINGS_FOUND
+        );
+        assert_eq!(
+            cond(&s, "RetriesCoverResets").status,
+            "True",
+            "Info does not flip a family"
+        );
         assert_eq!((s.errors, s.warnings, s.infos), (0, 1, 1));
-        let strict = MeshReadinessSpec { ready_threshold: ReadyThreshold::Warning, ..Default::default() };
+        let strict = MeshReadinessSpec {
+            ready_threshold: ReadyThreshold::Warning,
+            ..Default::default()
+        };
         let s = desired(&strict, None, &checked(findings), None, &time(1));
         let r = cond(&s, "Ready");
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", reasons::BLOCKING_FINDINGS));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", reasons::BLOCKING_FINDINGS)
+        );
         assert!(r.message.contains("MR201 (1)"), "{}", r.message);
     }
 
@@ -269,18 +369,41 @@ mod tests {
         let first = desired(&spec, None, &checked(vec![]), None, &time(1));
         let same = desired(&spec, None, &checked(vec![]), Some(&first), &time(2));
         assert_eq!(cond(&same, "Ready").last_transition_time, time(1));
-        assert!(!changed(Some(&first), &same), "only lastCheckedTime differs");
-        let flipped = desired(&spec, None, &checked(vec![finding(Code::MR301, Severity::Error)]), Some(&same), &time(3));
+        assert!(
+            !changed(Some(&first), &same),
+            "only lastCheckedTime differs"
+        );
+        let flipped = desired(
+            &spec,
+            None,
+            &checked(vec![finding(Code::MR301, Severity::Error)]),
+            Some(&same),
+            &time(3),
+        );
         assert_eq!(cond(&flipped, "Ready").last_transition_time, time(3));
-        assert_eq!(cond(&flipped, "MtlsCompatible").last_transition_time, time(3));
-        assert_eq!(cond(&flipped, "ProbesCompatible").last_transition_time, time(1));
+        assert_eq!(
+            cond(&flipped, "MtlsCompatible").last_transition_time,
+            time(3)
+        );
+        assert_eq!(
+            cond(&flipped, "ProbesCompatible").last_transition_time,
+            time(1)
+        );
         assert!(changed(Some(&same), &flipped));
     }
 
     #[test]
     fn findings_are_capped() {
-        let many: Vec<Finding> = (0..60).map(|_| finding(Code::MR201, Severity::Warning)).collect();
-        let s = desired(&MeshReadinessSpec::default(), None, &checked(many), None, &time(1));
+        let many: Vec<Finding> = (0..60)
+            .map(|_| finding(Code::MR201, Severity::Warning))
+            .collect();
+        let s = desired(
+            &MeshReadinessSpec::default(),
+            None,
+            &checked(many),
+            None,
+            &time(1),
+        );
         assert_eq!(s.findings.len(), MAX_FINDINGS);
         assert!(s.findings_truncated);
         assert_eq!(s.warnings, 60);
@@ -289,11 +412,23 @@ mod tests {
     #[test]
     fn not_checked_keeps_last_findings_and_says_why() {
         let spec = MeshReadinessSpec::default();
-        let first = desired(&spec, None, &checked(vec![finding(Code::MR201, Severity::Warning)]), None, &time(1));
-        let outcome = Outcome::NotChecked { reason: reasons::SUSPENDED, message: "spec.suspend is true".into() };
+        let first = desired(
+            &spec,
+            None,
+            &checked(vec![finding(Code::MR201, Severity::Warning)]),
+            None,
+            &time(1),
+        );
+        let outcome = Outcome::NotChecked {
+            reason: reasons::SUSPENDED,
+            message: "spec.suspend is true".into(),
+        };
         let s = desired(&spec, None, &outcome, Some(&first), &time(2));
         let r = cond(&s, "Ready");
-        assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", reasons::SUSPENDED));
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", reasons::SUSPENDED)
+        );
         assert_eq!(s.findings, first.findings);
         assert_eq!(cond(&s, "SidecarsInjected").status, "Unknown");
     }
