@@ -1,3 +1,136 @@
-//! The controller: the only code that talks to the API server.
+//! The controller: the only code that talks to the API server. Watches feed caches; every
+//! decision is made by the pure core over a snapshot of them; status and Events are written only
+//! when something changed.
 
+mod context;
+mod error;
+mod events;
+pub mod metrics;
+mod reconcile;
 pub mod status;
+mod stores;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::Api;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+pub use context::Context;
+pub use error::{Error, Result};
+pub use stores::{IstioPresence, Stores};
+
+use crate::api::MeshReadiness;
+use crate::api::k8s::Namespace;
+use crate::snapshot::{ISTIO_SYSTEM_NAMESPACE, Labels, scope};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Where MeshReadiness objects may select other namespaces.
+    pub operator_namespace: String,
+    /// Changes within this window are folded into one reconcile.
+    pub debounce: Duration,
+}
+
+/// Which MeshReadiness objects a change in a namespace concerns: those in it, and the
+/// selector-bearing ones in the operator's namespace that cover it. A change in istio-system
+/// (mesh config, mesh-wide policies) concerns all.
+#[derive(Clone)]
+struct Router {
+    mesh_readiness: Store<MeshReadiness>,
+    namespaces: Store<Namespace>,
+    operator_namespace: String,
+}
+
+impl Router {
+    fn for_namespace(&self, namespace: Option<&str>) -> Vec<ObjectRef<MeshReadiness>> {
+        let all = self.mesh_readiness.state();
+        let Some(namespace) = namespace else { return Vec::new() };
+        if namespace == ISTIO_SYSTEM_NAMESPACE {
+            return all.iter().map(|mr| ObjectRef::from_obj(mr.as_ref())).collect();
+        }
+        let labels: Labels = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|ns| ns.metadata.labels.clone())
+            .unwrap_or_default();
+        all.iter()
+            .filter(|mr| {
+                mr.namespace().as_deref() == Some(namespace)
+                    || (mr.namespace().as_deref() == Some(self.operator_namespace.as_str())
+                        && mr.spec.namespace_selector.is_some()
+                        && mr.spec.namespace_selector.as_ref().is_some_and(|s| {
+                            let mut labels = labels.clone();
+                            labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
+                            scope::selector_matches(s, &labels)
+                        }))
+            })
+            .map(|mr| ObjectRef::from_obj(mr.as_ref()))
+            .collect()
+    }
+
+    fn mapper<K: ResourceExt>(&self) -> impl Fn(K) -> Vec<ObjectRef<MeshReadiness>> + Send + Sync + 'static {
+        let router = self.clone();
+        move |object: K| router.for_namespace(object.namespace().as_deref())
+    }
+}
+
+/// Runs the controller until `shutdown` resolves.
+pub async fn run(client: Client, options: Options, metrics: metrics::Metrics, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
+    let (stores, streams) = Stores::new(&client);
+    let controller = Controller::new(Api::<MeshReadiness>::all(client.clone()), watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().debounce(options.debounce));
+    let router = Router {
+        mesh_readiness: controller.store(),
+        namespaces: stores.namespaces.clone(),
+        operator_namespace: options.operator_namespace.clone(),
+    };
+    let by_name = {
+        let router = router.clone();
+        // A Namespace's own changes (labels) concern the objects in it and those selecting it.
+        move |ns: Namespace| router.for_namespace(Some(&ns.name_any()))
+    };
+    let controller = controller
+        .watches_stream(streams.namespaces, by_name)
+        .watches_stream(streams.pods, router.mapper())
+        .watches_stream(streams.replica_sets, router.mapper())
+        .watches_stream(streams.deployments, router.mapper())
+        .watches_stream(streams.stateful_sets, router.mapper())
+        .watches_stream(streams.daemon_sets, router.mapper())
+        .watches_stream(streams.jobs, router.mapper())
+        .watches_stream(streams.cron_jobs, router.mapper())
+        .watches_stream(streams.services, router.mapper())
+        .watches_stream(streams.config_maps, router.mapper())
+        .watches_stream(streams.peer_authentications, router.mapper())
+        .watches_stream(streams.destination_rules, router.mapper())
+        .watches_stream(streams.virtual_services, router.mapper())
+        .watches_stream(streams.envoy_filters, router.mapper());
+    let reporter = Reporter { controller: "meshready".into(), instance: std::env::var("POD_NAME").ok() };
+    let context = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        mesh_readiness: router.mesh_readiness.clone(),
+        stores,
+        metrics,
+        operator_namespace: options.operator_namespace,
+        reported: Default::default(),
+    });
+    tracing::info!(operator_namespace = %context.operator_namespace, "controller starting");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            match result {
+                Ok((object, _)) => tracing::debug!(name = %object.name, namespace = object.namespace.as_deref().unwrap_or_default(), "reconciled"),
+                Err(error) => tracing::warn!(%error, "controller"),
+            }
+        })
+        .await;
+    Ok(())
+}

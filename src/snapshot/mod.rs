@@ -3,6 +3,7 @@
 mod build;
 mod model;
 mod object;
+pub mod scope;
 
 pub use build::{BuildError, BuildOptions, ISTIO_SYSTEM_NAMESPACE};
 pub use model::*;

@@ -1,0 +1,30 @@
+//! What the reconciler and the web server share.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use kube::Client;
+use kube::runtime::events::Recorder;
+use kube::runtime::reflector::Store;
+
+use crate::api::MeshReadiness;
+use crate::checks::Finding;
+use crate::operator::metrics::Metrics;
+use crate::operator::stores::Stores;
+use crate::snapshot::ObjectRef;
+
+/// A finding's identity across reconciles: the same code on the same object.
+pub type FindingKey = (crate::checks::Code, ObjectRef);
+
+pub struct Context {
+    pub client: Client,
+    pub stores: Stores,
+    pub mesh_readiness: Store<MeshReadiness>,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// The namespace whose MeshReadiness objects may select other namespaces.
+    pub operator_namespace: String,
+    /// The findings last reported per MeshReadiness (namespace, name), so Events are sent on
+    /// transitions only. Seeded from the status after a restart.
+    pub reported: Mutex<HashMap<(String, String), BTreeMap<FindingKey, Finding>>>,
+}

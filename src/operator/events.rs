@@ -1,0 +1,190 @@
+//! Events (events.k8s.io/v1) on transitions only: a finding appears or clears, a condition
+//! flips. A Warning also goes to the object a new Error finding is about.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType};
+
+use crate::api::{MeshReadiness, MeshReadinessStatus};
+use crate::checks::{Finding, Severity};
+use crate::operator::context::{Context, FindingKey};
+
+/// Above this many transitions at once, one summary Event is sent instead of one each.
+const MAX_SINGLE_EVENTS: usize = 10;
+
+/// What changed between two reconciles.
+#[derive(Debug, Default, PartialEq)]
+pub struct Transitions {
+    pub appeared: Vec<Finding>,
+    pub cleared: Vec<Finding>,
+    /// (type, old status, new condition status, reason, message)
+    pub flipped: Vec<(String, Option<String>, String, String, String)>,
+}
+
+/// Compares what was reported with what is found now. Pure.
+pub fn transitions(
+    before: &BTreeMap<FindingKey, Finding>,
+    now: &BTreeMap<FindingKey, Finding>,
+    old: Option<&MeshReadinessStatus>,
+    new: &MeshReadinessStatus,
+) -> Transitions {
+    let appeared = now.iter().filter(|(k, _)| !before.contains_key(k)).map(|(_, f)| f.clone()).collect();
+    let cleared = before.iter().filter(|(k, _)| !now.contains_key(k)).map(|(_, f)| f.clone()).collect();
+    let flipped = new
+        .conditions
+        .iter()
+        .filter_map(|c| {
+            let previous = old.and_then(|o| o.conditions.iter().find(|p| p.type_ == c.type_));
+            // On the first visit only Ready is announced, not ten conditions at once.
+            let announce = match previous {
+                Some(p) => p.status != c.status,
+                None => c.type_ == crate::operator::status::conditions::READY,
+            };
+            announce.then(|| {
+                (c.type_.clone(), previous.map(|p| p.status.clone()), c.status.clone(), c.reason.clone(), c.message.clone())
+            })
+        })
+        .collect();
+    Transitions { appeared, cleared, flipped }
+}
+
+/// Keys findings for comparison.
+pub fn keyed(findings: &[Finding]) -> BTreeMap<FindingKey, Finding> {
+    findings.iter().map(|f| ((f.code, f.object.clone()), f.clone())).collect()
+}
+
+fn api_version(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => "apps/v1",
+        "Job" | "CronJob" => "batch/v1",
+        "PeerAuthentication" => "security.istio.io/v1",
+        "DestinationRule" | "VirtualService" => "networking.istio.io/v1",
+        "EnvoyFilter" => "networking.istio.io/v1alpha3",
+        _ => "v1",
+    }
+}
+
+fn describe(f: &Finding) -> String {
+    format!("{} {} on {}/{} in {}: {}", f.code, f.code.name(), f.object.kind, f.object.name, f.object.namespace, f.message)
+}
+
+fn summary(findings: &[Finding]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for f in findings {
+        *counts.entry(f.code.to_string()).or_default() += 1;
+    }
+    counts.iter().map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
+}
+
+/// Events are at most 1 kB of note.
+fn note(text: String) -> Option<String> {
+    let mut text = text;
+    if text.len() > 1000 {
+        let mut end = 997;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    Some(text)
+}
+
+/// Sends the Events for `transitions`. Failures are logged, not returned: a lost Event must not
+/// fail the reconcile that already wrote the status.
+pub async fn publish(ctx: &Context, mr: &MeshReadiness, t: &Transitions) {
+    let reference = mr.object_ref(&());
+    let mut events: Vec<(Event, ObjectReference)> = Vec::new();
+    let on_mr = |type_, reason: &str, text: String| {
+        (Event { type_, reason: reason.to_string(), note: note(text), action: "Check".to_string(), secondary: None }, reference.clone())
+    };
+    if t.appeared.len() > MAX_SINGLE_EVENTS {
+        let worst = t.appeared.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
+        let type_ = if worst >= Severity::Warning { EventType::Warning } else { EventType::Normal };
+        events.push(on_mr(type_, "FindingsAppeared", format!("{} new findings: {}", t.appeared.len(), summary(&t.appeared))));
+    } else {
+        for f in &t.appeared {
+            let type_ = if f.severity >= Severity::Warning { EventType::Warning } else { EventType::Normal };
+            events.push(on_mr(type_, "FindingAppeared", describe(f)));
+        }
+    }
+    if t.cleared.len() > MAX_SINGLE_EVENTS {
+        events.push(on_mr(EventType::Normal, "FindingsCleared", format!("{} findings cleared: {}", t.cleared.len(), summary(&t.cleared))));
+    } else {
+        for f in &t.cleared {
+            events.push(on_mr(EventType::Normal, "FindingCleared", describe(f)));
+        }
+    }
+    for (type_, old, new, reason, message) in &t.flipped {
+        let event_type = if new == "True" { EventType::Normal } else { EventType::Warning };
+        let from = old.as_deref().map(|o| format!(" (was {o})")).unwrap_or_default();
+        events.push(on_mr(event_type, &format!("{type_}{new}"), format!("{type_} is {new}{from}: {reason}. {message}")));
+    }
+    // The object a new Error is about hears of it too, where its owners look.
+    for f in t.appeared.iter().filter(|f| f.severity == Severity::Error) {
+        let regarding = ObjectReference {
+            api_version: Some(api_version(&f.object.kind).to_string()),
+            kind: Some(f.object.kind.clone()),
+            name: Some(f.object.name.clone()),
+            namespace: Some(f.object.namespace.clone()),
+            ..ObjectReference::default()
+        };
+        let event = Event {
+            type_: EventType::Warning,
+            reason: f.code.name().to_string(),
+            note: note(format!("{}: {} (reported by MeshReadiness {}/{})", f.code, f.message, reference.namespace.as_deref().unwrap_or_default(), reference.name.as_deref().unwrap_or_default())),
+            action: "Check".to_string(),
+            secondary: Some(reference.clone()),
+        };
+        events.push((event, regarding));
+    }
+    for (event, regarding) in events {
+        match ctx.recorder.publish(&event, &regarding).await {
+            Ok(()) => ctx.metrics.write("Event", "create"),
+            Err(error) => tracing::warn!(%error, reason = %event.reason, "could not publish event"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MeshReadinessSpec;
+    use crate::checks::Code;
+    use crate::operator::status::{Outcome, desired};
+    use crate::snapshot::ObjectRef;
+
+    fn finding(code: Code, name: &str) -> Finding {
+        Finding { code, severity: Severity::Warning, object: ObjectRef::new("Service", "shop", name), message: "m".into() }
+    }
+
+    fn time(secs: i64) -> crate::api::k8s::Time {
+        crate::api::k8s::Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap())
+    }
+
+    #[test]
+    fn only_changes_are_transitions() {
+        let spec = MeshReadinessSpec::default();
+        let a = vec![finding(Code::MR201, "web"), finding(Code::MR701, "web")];
+        let b = vec![finding(Code::MR201, "web"), finding(Code::MR201, "api")];
+        let first = desired(&spec, None, &Outcome::Checked { findings: a.clone(), namespaces: 1 }, None, &time(1));
+        let second = desired(&spec, None, &Outcome::Checked { findings: b.clone(), namespaces: 1 }, Some(&first), &time(2));
+        let t = transitions(&keyed(&a), &keyed(&b), Some(&first), &second);
+        assert_eq!(t.appeared, vec![finding(Code::MR201, "api")]);
+        assert_eq!(t.cleared, vec![finding(Code::MR701, "web")]);
+        assert!(t.flipped.is_empty(), "both warnings in the same families: {:?}", t.flipped);
+        let same = transitions(&keyed(&b), &keyed(&b), Some(&second), &second);
+        assert_eq!(same, Transitions::default());
+    }
+
+    #[test]
+    fn first_visit_announces_ready_only() {
+        let spec = MeshReadinessSpec::default();
+        let s = desired(&spec, None, &Outcome::Checked { findings: vec![], namespaces: 1 }, None, &time(1));
+        let t = transitions(&BTreeMap::new(), &BTreeMap::new(), None, &s);
+        assert_eq!(t.flipped.len(), 1);
+        assert_eq!(t.flipped[0].0, "Ready");
+    }
+}

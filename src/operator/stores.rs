@@ -1,0 +1,247 @@
+//! Watch caches: one reflector per kind the checks read, stripped of what they do not need.
+//! Reconciles read only these stores, never the API server.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use futures::{Stream, StreamExt};
+use kube::api::{Api, Resource};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde::de::DeserializeOwned;
+
+use crate::api::MeshReadiness;
+use crate::api::istio::{DestinationRule, EnvoyFilter, PeerAuthentication, VirtualService};
+use crate::api::k8s::{
+    ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, Pod, ReplicaSet, Service,
+    StatefulSet,
+};
+use crate::snapshot::{ClusterObject, ISTIO_SYSTEM_NAMESPACE};
+
+/// A watch's stream of changed objects, which drives the controller.
+pub type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+
+/// Whether Istio's CRDs are served, as the Istio watches last found.
+#[derive(Clone, Debug, Default)]
+pub struct IstioPresence(Arc<AtomicU8>);
+
+const UNKNOWN: u8 = 0;
+const PRESENT: u8 = 1;
+const ABSENT: u8 = 2;
+
+impl IstioPresence {
+    pub fn detected(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == PRESENT
+    }
+
+    fn observe<K>(&self, event: &Result<watcher::Event<K>, watcher::Error>) {
+        match event {
+            Ok(watcher::Event::InitDone) => self.0.store(PRESENT, Ordering::Relaxed),
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
+                if status.code == 404 =>
+            {
+                self.0.store(ABSENT, Ordering::Relaxed)
+            }
+            _ => {}
+        }
+    }
+
+    /// For tests of the reconcile logic.
+    pub fn set(&self, present: bool) {
+        self.0.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
+    }
+
+    pub fn known(&self) -> bool {
+        self.0.load(Ordering::Relaxed) != UNKNOWN
+    }
+}
+
+/// Drops what no check reads: managedFields (often the largest part of an object) and
+/// kubectl's copy of the last applied manifest.
+fn strip_meta<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// Pods: the checks read the spec and the phase, nothing else of the status.
+fn strip_pod(pod: &mut Pod) {
+    strip_meta(pod);
+    if let Some(status) = pod.status.as_mut() {
+        *status = k8s_openapi::api::core::v1::PodStatus { phase: status.phase.take(), ..Default::default() };
+    }
+}
+
+/// ConfigMaps in istio-system: only the mesh config and injector values are read.
+fn strip_config_map(cm: &mut ConfigMap) {
+    strip_meta(cm);
+    cm.binary_data = None;
+    if let Some(data) = cm.data.as_mut() {
+        data.retain(|key, _| key == "mesh" || key == "values");
+    }
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    strip: fn(&mut K),
+    istio: Option<&IstioPresence>,
+) -> (Store<K>, Changes<K>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let presence = istio.cloned();
+    let changes = watcher(api, watcher::Config::default().any_semantic())
+        .map(move |event| {
+            if let Some(presence) = &presence {
+                presence.observe(&event);
+            }
+            event
+        })
+        .default_backoff()
+        .modify(strip)
+        .reflect(writer)
+        .touched_objects()
+        .boxed();
+    (reader, changes)
+}
+
+/// The stores every reconcile reads.
+#[derive(Clone)]
+pub struct Stores {
+    pub namespaces: Store<Namespace>,
+    pub pods: Store<Pod>,
+    pub replica_sets: Store<ReplicaSet>,
+    pub deployments: Store<Deployment>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub daemon_sets: Store<DaemonSet>,
+    pub jobs: Store<Job>,
+    pub cron_jobs: Store<CronJob>,
+    pub services: Store<Service>,
+    pub config_maps: Store<ConfigMap>,
+    pub peer_authentications: Store<PeerAuthentication>,
+    pub destination_rules: Store<DestinationRule>,
+    pub virtual_services: Store<VirtualService>,
+    pub envoy_filters: Store<EnvoyFilter>,
+    pub istio: IstioPresence,
+}
+
+/// The change streams, one per kind, to be wired into the controller.
+pub struct ChangeStreams {
+    pub namespaces: Changes<Namespace>,
+    pub pods: Changes<Pod>,
+    pub replica_sets: Changes<ReplicaSet>,
+    pub deployments: Changes<Deployment>,
+    pub stateful_sets: Changes<StatefulSet>,
+    pub daemon_sets: Changes<DaemonSet>,
+    pub jobs: Changes<Job>,
+    pub cron_jobs: Changes<CronJob>,
+    pub services: Changes<Service>,
+    pub config_maps: Changes<ConfigMap>,
+    pub peer_authentications: Changes<PeerAuthentication>,
+    pub destination_rules: Changes<DestinationRule>,
+    pub virtual_services: Changes<VirtualService>,
+    pub envoy_filters: Changes<EnvoyFilter>,
+}
+
+impl Stores {
+    /// Starts nothing by itself: the returned streams run the watches once polled.
+    pub fn new(client: &kube::Client) -> (Stores, ChangeStreams) {
+        let istio = IstioPresence::default();
+        let all = || client.clone();
+        let (namespaces, ns) = reflect(Api::all(all()), strip_meta, None);
+        let (pods, po) = reflect(Api::all(all()), strip_pod, None);
+        let (replica_sets, rs) = reflect(Api::all(all()), strip_meta, None);
+        let (deployments, deploy) = reflect(Api::all(all()), strip_meta, None);
+        let (stateful_sets, sts) = reflect(Api::all(all()), strip_meta, None);
+        let (daemon_sets, ds) = reflect(Api::all(all()), strip_meta, None);
+        let (jobs, job) = reflect(Api::all(all()), strip_meta, None);
+        let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None);
+        let (services, svc) = reflect(Api::all(all()), strip_meta, None);
+        let (config_maps, cm) =
+            reflect(Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE), strip_config_map, None);
+        let (peer_authentications, pa) = reflect(Api::all(all()), strip_meta, Some(&istio));
+        let (destination_rules, dr) = reflect(Api::all(all()), strip_meta, Some(&istio));
+        let (virtual_services, vs) = reflect(Api::all(all()), strip_meta, Some(&istio));
+        let (envoy_filters, ef) = reflect(Api::all(all()), strip_meta, Some(&istio));
+        let stores = Stores {
+            namespaces,
+            pods,
+            replica_sets,
+            deployments,
+            stateful_sets,
+            daemon_sets,
+            jobs,
+            cron_jobs,
+            services,
+            config_maps,
+            peer_authentications,
+            destination_rules,
+            virtual_services,
+            envoy_filters,
+            istio,
+        };
+        let streams = ChangeStreams {
+            namespaces: ns,
+            pods: po,
+            replica_sets: rs,
+            deployments: deploy,
+            stateful_sets: sts,
+            daemon_sets: ds,
+            jobs: job,
+            cron_jobs: cj,
+            services: svc,
+            config_maps: cm,
+            peer_authentications: pa,
+            destination_rules: dr,
+            virtual_services: vs,
+            envoy_filters: ef,
+        };
+        (stores, streams)
+    }
+
+    /// Every cached object, for one snapshot. MeshReadiness objects come from the controller's
+    /// own store.
+    pub fn objects(&self, mesh_readiness: &Store<MeshReadiness>) -> Vec<ClusterObject> {
+        fn all<K: Clone + kube::Resource>(store: &Store<K>, wrap: fn(K) -> ClusterObject) -> impl Iterator<Item = ClusterObject>
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            store.state().into_iter().map(move |o| wrap((*o).clone()))
+        }
+        all(&self.namespaces, ClusterObject::Namespace)
+            .chain(all(&self.pods, ClusterObject::Pod))
+            .chain(all(&self.replica_sets, ClusterObject::ReplicaSet))
+            .chain(all(&self.deployments, ClusterObject::Deployment))
+            .chain(all(&self.stateful_sets, ClusterObject::StatefulSet))
+            .chain(all(&self.daemon_sets, ClusterObject::DaemonSet))
+            .chain(all(&self.jobs, ClusterObject::Job))
+            .chain(all(&self.cron_jobs, ClusterObject::CronJob))
+            .chain(all(&self.services, ClusterObject::Service))
+            .chain(all(&self.config_maps, ClusterObject::ConfigMap))
+            .chain(all(&self.peer_authentications, ClusterObject::PeerAuthentication))
+            .chain(all(&self.destination_rules, ClusterObject::DestinationRule))
+            .chain(all(&self.virtual_services, ClusterObject::VirtualService))
+            .chain(all(&self.envoy_filters, ClusterObject::EnvoyFilter))
+            .chain(all(mesh_readiness, ClusterObject::MeshReadiness))
+            .collect()
+    }
+
+    /// Resolves once every Kubernetes watch has delivered its first list. The Istio watches are
+    /// not waited for: their CRDs may be absent, which the reconcile reports instead.
+    pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.namespaces.wait_until_ready().await?;
+        self.pods.wait_until_ready().await?;
+        self.replica_sets.wait_until_ready().await?;
+        self.deployments.wait_until_ready().await?;
+        self.stateful_sets.wait_until_ready().await?;
+        self.daemon_sets.wait_until_ready().await?;
+        self.jobs.wait_until_ready().await?;
+        self.cron_jobs.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.config_maps.wait_until_ready().await
+    }
+}
