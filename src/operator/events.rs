@@ -174,7 +174,9 @@ mod tests {
         let t = transitions(&keyed(&a), &keyed(&b), Some(&first), &second);
         assert_eq!(t.appeared, vec![finding(Code::MR201, "api")]);
         assert_eq!(t.cleared, vec![finding(Code::MR701, "web")]);
-        assert!(t.flipped.is_empty(), "both warnings in the same families: {:?}", t.flipped);
+        // MR701 cleared, so its family's condition flipped; Ready (threshold Error) did not.
+        let flipped: Vec<&str> = t.flipped.iter().map(|f| f.0.as_str()).collect();
+        assert_eq!(flipped, ["RetriesCoverResets"]);
         let same = transitions(&keyed(&b), &keyed(&b), Some(&second), &second);
         assert_eq!(same, Transitions::default());
     }
