@@ -196,14 +196,14 @@ pub struct MeshReadinessStatus {
     pub last_checked_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     /// Namespaces checked.
     #[serde(default)]
-    pub namespaces: u32,
+    pub namespaces: i32,
     /// Unmitigated findings by severity.
     #[serde(default)]
-    pub errors: u32,
+    pub errors: i32,
     #[serde(default)]
-    pub warnings: u32,
+    pub warnings: i32,
     #[serde(default)]
-    pub infos: u32,
+    pub infos: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

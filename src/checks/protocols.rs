@@ -241,7 +241,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                     o.meta.namespace != svc.meta.namespace
                         && listener_class(*q) != listener_class(*p)
                 })
-                .map(|(o, q)| format!("{}/{} as {q}", o.meta.namespace, o.meta.name))
+                .map(|(o, q)| format!("Service {}/{}: {q}", o.meta.namespace, o.meta.name))
                 .collect();
             if others.is_empty() {
                 continue;
@@ -252,7 +252,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                 "Service",
                 &svc.meta,
                 format!(
-                    "Service {} declares port {number} as {p}, but {} declare it otherwise. Every \
+                    "Service {} declares port {number} as {p}, but other namespaces declare it differently ({}). Every \
                      sidecar has one outbound listener for port {number}, so one protocol leaks into \
                      calls to the others (HTTP parsed as TCP or the reverse, 503 or hung requests). \
                      Fix: use one protocol per port number across namespaces, or move one Service to \

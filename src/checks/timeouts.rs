@@ -103,26 +103,20 @@ pub fn destination_rule_for<'a>(
     candidates.into_iter().next()
 }
 
-fn proxy_idle_timeout(dr: Option<&DestinationRuleInfo>) -> Duration {
-    let pool = dr
-        .and_then(|dr| dr.spec.traffic_policy.as_ref())
-        .and_then(|p| p.connection_pool.as_ref());
-    let http = pool
-        .and_then(|p| p.http.as_ref())
-        .and_then(|h| h.idle_timeout.as_deref());
-    let tcp = pool
-        .and_then(|p| p.tcp.as_ref())
-        .and_then(|t| t.idle_timeout.as_deref());
-    http.or(tcp)
-        .and_then(parse_duration)
-        .unwrap_or(DEFAULT_PROXY_IDLE_TIMEOUT)
+/// The idle timeout a DestinationRule sets: `http.idleTimeout`, else `tcp.idleTimeout`.
+fn configured_idle_timeout(dr: &DestinationRuleInfo) -> Option<Duration> {
+    let pool = dr.spec.traffic_policy.as_ref()?.connection_pool.as_ref()?;
+    let http = pool.http.as_ref().and_then(|h| h.idle_timeout.as_deref());
+    let tcp = pool.tcp.as_ref().and_then(|t| t.idle_timeout.as_deref());
+    http.or(tcp).and_then(parse_duration)
 }
 
 /// MR601's verdict for one Service (also read by MR701's severity and by the remediation planner).
 pub fn keep_alive_mismatch(cx: &Context, svc: &ServiceInfo) -> Option<Mismatch> {
     let (app, source) = app_keep_alive(cx, svc)?;
-    let dr = destination_rule_for(cx, svc);
-    let proxy = proxy_idle_timeout(dr);
+    // Only a DestinationRule that sets a timeout is named as its source.
+    let dr = destination_rule_for(cx, svc).and_then(|dr| Some((dr, configured_idle_timeout(dr)?)));
+    let proxy = dr.map_or(DEFAULT_PROXY_IDLE_TIMEOUT, |(_, timeout)| timeout);
     (app <= proxy).then(|| Mismatch {
         app,
         severity: match source {
@@ -131,7 +125,7 @@ pub fn keep_alive_mismatch(cx: &Context, svc: &ServiceInfo) -> Option<Mismatch> 
         },
         source,
         proxy,
-        destination_rule: dr.map(|d| format!("{}/{}", d.meta.namespace, d.meta.name)),
+        destination_rule: dr.map(|(d, _)| format!("{}/{}", d.meta.namespace, d.meta.name)),
     })
 }
 

@@ -66,7 +66,7 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
         namespaces,
     };
     let findings = checks::run(&snapshot, &request);
-    Ok(Outcome::Checked { namespaces: request.namespaces.len() as u32, findings })
+    Ok(Outcome::Checked { namespaces: request.namespaces.len() as i32, findings })
 }
 
 async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &MeshReadinessStatus) -> Result<()> {

@@ -38,7 +38,7 @@ pub enum Outcome {
     /// The checks ran over `namespaces` namespaces.
     Checked {
         findings: Vec<Finding>,
-        namespaces: u32,
+        namespaces: i32,
     },
     /// The checks could not run; `reason` is one of [`reasons`].
     NotChecked {
@@ -145,7 +145,7 @@ pub fn desired(
             namespaces,
         } => {
             status.namespaces = *namespaces;
-            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count() as u32;
+            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count() as i32;
             status.errors = count(Severity::Error);
             status.warnings = count(Severity::Warning);
             status.infos = count(Severity::Info);

@@ -1,0 +1,399 @@
+//! A real control plane for integration tests: etcd and kube-apiserver started from the binaries
+//! `make envtest` builds, on 127.0.0.1 with fresh certificates, one per test binary, and the
+//! meshready operator running against it in the same process.
+//!
+//! The processes are started from a thread that lives as long as the test binary and are bound
+//! to it with `PR_SET_PDEATHSIG`, so they die with it, even when a test panics or the binary is
+//! killed.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, CustomResourceExt};
+use meshready::api::MeshReadiness;
+
+pub const OPERATOR_NAMESPACE: &str = "meshreadiness-system";
+
+/// Where `make envtest` put the binaries and Istio's CRDs.
+pub struct Envtest {
+    pub kube_apiserver: PathBuf,
+    pub etcd: PathBuf,
+    pub istio_crds: PathBuf,
+}
+
+impl Envtest {
+    fn find() -> Envtest {
+        let dir = std::env::var_os("MESHREADY_ENVTEST").map(PathBuf::from).or_else(|| {
+            let cache = std::env::var_os("MESHREADY_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/meshready"));
+            let versions = std::fs::read_dir(cache.join("envtest")).ok()?;
+            let mut dirs: Vec<PathBuf> = versions.flatten().map(|e| e.path()).filter(|p| p.join("env").is_file()).collect();
+            dirs.sort();
+            dirs.pop()
+        });
+        let dir = dir.expect("no envtest binaries: run `make envtest` first (CI does)");
+        let envtest = Envtest {
+            kube_apiserver: dir.join("kube-apiserver"),
+            etcd: dir.join("etcd"),
+            istio_crds: dir.join("istio-crds.yaml"),
+        };
+        for path in [&envtest.kube_apiserver, &envtest.etcd, &envtest.istio_crds] {
+            assert!(path.is_file(), "{} is missing: run `make envtest`", path.display());
+        }
+        envtest
+    }
+}
+
+/// A running control plane, shared by the tests of one binary.
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub audit_log: PathBuf,
+    pub envtest: Envtest,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Children die with the thread that spawned them (a thread that never exits).
+fn spawn_bound(mut command: Command, log: &Path) -> u32 {
+    let out = std::fs::File::create(log).unwrap();
+    command.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn().unwrap_or_else(|e| panic!("starting {command:?}: {e}")).id()
+}
+
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    admin_cert: String,
+    admin_key: String,
+    sa_key: String,
+    sa_pub: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "meshready-test-ca");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+
+    let server_key = KeyPair::generate().unwrap();
+    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+
+    let admin_key = KeyPair::generate().unwrap();
+    let mut admin = CertificateParams::new(Vec::<String>::new()).unwrap();
+    admin.distinguished_name.push(DnType::CommonName, "meshready-test-admin");
+    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
+
+    let sa = KeyPair::generate().unwrap();
+    Pki {
+        ca: ca_cert.pem(),
+        server_cert: server_cert.pem(),
+        server_key: server_key.serialize_pem(),
+        admin_cert: admin_cert.pem(),
+        admin_key: admin_key.serialize_pem(),
+        sa_key: sa.serialize_pem(),
+        sa_pub: sa.public_key_pem(),
+    }
+}
+
+const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  users: [\"system:apiserver\"]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+";
+
+fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
+    let pki = pki();
+    let file = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ca = file("ca.crt", &pki.ca);
+    let server_cert = file("apiserver.crt", &pki.server_cert);
+    let server_key = file("apiserver.key", &pki.server_key);
+    let sa_key = file("sa.key", &pki.sa_key);
+    let sa_pub = file("sa.pub", &pki.sa_pub);
+    let policy = file("audit-policy.yaml", AUDIT_POLICY);
+    let (client_port, peer_port, api_port) = (free_port(), free_port(), free_port());
+    let etcd_url = format!("http://127.0.0.1:{client_port}");
+    let mut etcd = Command::new(&envtest.etcd);
+    etcd.args([
+        "--name=meshready-test".to_string(),
+        format!("--data-dir={}", dir.join("etcd").display()),
+        format!("--listen-client-urls={etcd_url}"),
+        format!("--advertise-client-urls={etcd_url}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+        format!("--initial-cluster=meshready-test=http://127.0.0.1:{peer_port}"),
+        "--unsafe-no-fsync=true".to_string(),
+        "--log-level=warn".to_string(),
+    ]);
+    spawn_bound(etcd, &dir.join("etcd.log"));
+    let mut apiserver = Command::new(&envtest.kube_apiserver);
+    apiserver.args([
+        format!("--etcd-servers={etcd_url}"),
+        format!("--secure-port={api_port}"),
+        "--bind-address=127.0.0.1".to_string(),
+        "--advertise-address=127.0.0.1".to_string(),
+        "--endpoint-reconciler-type=none".to_string(),
+        format!("--cert-dir={}", dir.join("pki").display()),
+        format!("--tls-cert-file={}", server_cert.display()),
+        format!("--tls-private-key-file={}", server_key.display()),
+        format!("--client-ca-file={}", ca.display()),
+        format!("--service-account-key-file={}", sa_pub.display()),
+        format!("--service-account-signing-key-file={}", sa_key.display()),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+        "--authorization-mode=RBAC".to_string(),
+        "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+        "--disable-admission-plugins=ServiceAccount".to_string(),
+        format!("--audit-policy-file={}", policy.display()),
+        format!("--audit-log-path={}", dir.join("audit.log").display()),
+    ]);
+    spawn_bound(apiserver, &dir.join("kube-apiserver.log"));
+    let kubeconfig = dir.join("kubeconfig");
+    let b64 = |text: &str| {
+        use std::io::Write;
+        let mut child = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+    };
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    certificate-authority-data: {}\nusers:\n- name: admin\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: test\n  context: {{cluster: test, user: admin}}\ncurrent-context: test\n",
+            b64(&pki.ca),
+            b64(&pki.admin_cert),
+            b64(&pki.admin_key)
+        ),
+    )
+    .unwrap();
+    kubeconfig
+}
+
+static PLANE: OnceLock<ControlPlane> = OnceLock::new();
+
+/// Data directories of earlier test binaries that have exited (statics are never dropped, so
+/// each binary cleans up after its predecessors).
+fn remove_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("meshready-test-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The test binary's control plane, started on first use. With `istio`, Istio's CRDs are
+/// installed before it is handed out. Safe to call from async tests: the set-up runs on the
+/// control plane's own thread.
+pub fn control_plane(istio: bool) -> &'static ControlPlane {
+    PLANE.get_or_init(|| {
+        remove_stale_dirs();
+        let dir = std::env::temp_dir().join(format!("meshready-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread_dir = dir.clone();
+        std::thread::Builder::new()
+            .name("control-plane".into())
+            .spawn(move || {
+                let envtest = Envtest::find();
+                let started = Instant::now();
+                let kubeconfig = start(&thread_dir, &envtest);
+                let plane = ControlPlane { audit_log: thread_dir.join("audit.log"), kubeconfig, dir: thread_dir, envtest };
+                block_on(async {
+                    let client = plane.client().await;
+                    wait_ready(&client, &plane).await;
+                    install_crd(&client, MeshReadiness::crd()).await;
+                    if istio {
+                        plane.install_istio_crds(&client).await;
+                    }
+                    create_namespace(&client, OPERATOR_NAMESPACE).await;
+                });
+                eprintln!("control plane ready in {:?} at {}", started.elapsed(), plane.dir.display());
+                tx.send(plane).unwrap();
+                // The processes die with this thread, so it lives as long as the binary.
+                loop {
+                    std::thread::park();
+                }
+            })
+            .unwrap();
+        rx.recv().expect("the control plane started (see the panic above)")
+    })
+}
+
+/// Runs a future to completion on a throwaway runtime (for set-up outside a test's runtime).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+async fn wait_ready(client: &Client, plane: &ControlPlane) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
+        if let Ok(text) = client.request_text(req).await
+            && text.trim() == "ok"
+        {
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(plane.dir.join("kube-apiserver.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!("kube-apiserver not ready after 120s; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn install_crd(client: &Client, crd: CustomResourceDefinition) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    api.patch(&name, &PatchParams::apply("meshready-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+    let established = kube::runtime::wait::conditions::is_crd_established();
+    tokio::time::timeout(Duration::from_secs(60), kube::runtime::wait::await_condition(api, &name, established))
+        .await
+        .expect("CRD established in 60s")
+        .unwrap();
+}
+
+pub async fn create_namespace(client: &Client, name: &str) {
+    apply_json(client, serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await;
+}
+
+/// Server-side applies one object given as JSON.
+pub async fn apply_json(client: &Client, object: serde_json::Value) {
+    let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+    let types = object.types.clone().unwrap();
+    let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
+    let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
+    let api: Api<kube::api::DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+        _ => Api::all_with(client.clone(), &resource),
+    };
+    let name = object.metadata.name.clone().unwrap();
+    api.patch(&name, &PatchParams::apply("meshready-tests").force(), &Patch::Apply(&object))
+        .await
+        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind));
+}
+
+/// Server-side applies every document of a YAML text.
+pub async fn apply_yaml(client: &Client, yaml: &str) {
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(yaml).unwrap();
+    for doc in docs.into_iter().filter(|d| !d.is_null()) {
+        apply_json(client, doc).await;
+    }
+}
+
+impl ControlPlane {
+    pub async fn client(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        Client::try_from(config).unwrap()
+    }
+
+    pub async fn install_istio_crds(&self, client: &Client) {
+        let text = std::fs::read_to_string(&self.envtest.istio_crds).unwrap();
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            let crd: CustomResourceDefinition = serde_json::from_value(doc).unwrap();
+            install_crd(client, crd).await;
+        }
+    }
+
+    /// `kubectl --kubeconfig <this plane> ARGS`: stdout on success, a panic with stderr otherwise.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = Command::new("kubectl").arg("--kubeconfig").arg(&self.kubeconfig).args(args).output().expect("kubectl is installed");
+        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Audited writes (create, update, patch, delete) by the operator (kube-rs user agent)
+    /// that match `filter`, as JSON lines.
+    pub fn operator_writes(&self, filter: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
+        let Ok(file) = std::fs::File::open(&self.audit_log) else { return Vec::new() };
+        std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
+            .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua.starts_with("kube-rs") || ua.starts_with("meshready")))
+            .filter(|e| e["stage"] == "ResponseComplete")
+            .filter(|e| filter(e))
+            .collect()
+    }
+}
+
+/// Starts the operator once per test binary, on its own thread and runtime, against `plane`.
+pub fn operator(plane: &'static ControlPlane) {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("operator".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                runtime.block_on(async move {
+                    let client = plane.client().await;
+                    let options = meshready::operator::Options {
+                        operator_namespace: OPERATOR_NAMESPACE.to_string(),
+                        debounce: Duration::from_millis(200),
+                    };
+                    let metrics = meshready::operator::metrics::Metrics::new().unwrap();
+                    meshready::operator::run(client, options, metrics, std::future::pending()).await.unwrap();
+                });
+            })
+            .unwrap();
+    });
+}
+
+/// Polls `probe` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
