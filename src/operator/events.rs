@@ -92,53 +92,71 @@ fn note(text: String) -> Option<String> {
     Some(text)
 }
 
+/// The object a finding is about, as an Event reference.
+fn object_reference(f: &Finding) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version(&f.object.kind).to_string()),
+        kind: Some(f.object.kind.clone()),
+        name: Some(f.object.name.clone()),
+        namespace: Some(f.object.namespace.clone()),
+        ..ObjectReference::default()
+    }
+}
+
+fn event(type_: EventType, reason: &str, action: String, text: String, related: Option<ObjectReference>) -> Event {
+    Event { type_, reason: reason.to_string(), note: note(text), action, secondary: related }
+}
+
+/// The Event about one finding on the MeshReadiness. The Recorder folds Events with the same
+/// reason, action and references into one series, so the finding's object and code are part
+/// of them: two findings never share an Event.
+fn finding_event(type_: EventType, reason: &str, f: &Finding) -> Event {
+    event(type_, reason, format!("Check{}", f.code), describe(f), Some(object_reference(f)))
+}
+
+fn severity_type(severity: Severity) -> EventType {
+    if severity >= Severity::Warning { EventType::Warning } else { EventType::Normal }
+}
+
 /// Sends the Events for `transitions`. Failures are logged, not returned: a lost Event must not
 /// fail the reconcile that already wrote the status.
 pub async fn publish(ctx: &Context, mr: &MeshReadiness, t: &Transitions) {
     let reference = mr.object_ref(&());
     let mut events: Vec<(Event, ObjectReference)> = Vec::new();
-    let on_mr = |type_, reason: &str, text: String| {
-        (Event { type_, reason: reason.to_string(), note: note(text), action: "Check".to_string(), secondary: None }, reference.clone())
-    };
     if t.appeared.len() > MAX_SINGLE_EVENTS {
         let worst = t.appeared.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
-        let type_ = if worst >= Severity::Warning { EventType::Warning } else { EventType::Normal };
-        events.push(on_mr(type_, "FindingsAppeared", format!("{} new findings: {}", t.appeared.len(), summary(&t.appeared))));
+        let text = format!("{} new findings: {}", t.appeared.len(), summary(&t.appeared));
+        events.push((event(severity_type(worst), "FindingsAppeared", "Check".into(), text, None), reference.clone()));
     } else {
         for f in &t.appeared {
-            let type_ = if f.severity >= Severity::Warning { EventType::Warning } else { EventType::Normal };
-            events.push(on_mr(type_, "FindingAppeared", describe(f)));
+            events.push((finding_event(severity_type(f.severity), "FindingAppeared", f), reference.clone()));
         }
     }
     if t.cleared.len() > MAX_SINGLE_EVENTS {
-        events.push(on_mr(EventType::Normal, "FindingsCleared", format!("{} findings cleared: {}", t.cleared.len(), summary(&t.cleared))));
+        let text = format!("{} findings cleared: {}", t.cleared.len(), summary(&t.cleared));
+        events.push((event(EventType::Normal, "FindingsCleared", "Check".into(), text, None), reference.clone()));
     } else {
         for f in &t.cleared {
-            events.push(on_mr(EventType::Normal, "FindingCleared", describe(f)));
+            events.push((finding_event(EventType::Normal, "FindingCleared", f), reference.clone()));
         }
     }
     for (type_, old, new, reason, message) in &t.flipped {
         let event_type = if new == "True" { EventType::Normal } else { EventType::Warning };
         let from = old.as_deref().map(|o| format!(" (was {o})")).unwrap_or_default();
-        events.push(on_mr(event_type, &format!("{type_}{new}"), format!("{type_} is {new}{from}: {reason}. {message}")));
+        let text = format!("{type_} is {new}{from}: {reason}. {message}");
+        events.push((event(event_type, &format!("{type_}{new}"), "Check".into(), text, None), reference.clone()));
     }
     // The object a new Error is about hears of it too, where its owners look.
     for f in t.appeared.iter().filter(|f| f.severity == Severity::Error) {
-        let regarding = ObjectReference {
-            api_version: Some(api_version(&f.object.kind).to_string()),
-            kind: Some(f.object.kind.clone()),
-            name: Some(f.object.name.clone()),
-            namespace: Some(f.object.namespace.clone()),
-            ..ObjectReference::default()
-        };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: f.code.name().to_string(),
-            note: note(format!("{}: {} (reported by MeshReadiness {}/{})", f.code, f.message, reference.namespace.as_deref().unwrap_or_default(), reference.name.as_deref().unwrap_or_default())),
-            action: "Check".to_string(),
-            secondary: Some(reference.clone()),
-        };
-        events.push((event, regarding));
+        let text = format!(
+            "{}: {} (reported by MeshReadiness {}/{})",
+            f.code,
+            f.message,
+            reference.namespace.as_deref().unwrap_or_default(),
+            reference.name.as_deref().unwrap_or_default()
+        );
+        let on_object = event(EventType::Warning, f.code.name(), format!("Check{}", f.code), text, Some(reference.clone()));
+        events.push((on_object, object_reference(f)));
     }
     for (event, regarding) in events {
         match ctx.recorder.publish(&event, &regarding).await {

@@ -81,6 +81,15 @@ impl Router {
     }
 }
 
+/// The operator's client: it names itself in the User-Agent, so audit logs tell its writes apart.
+pub fn client(mut config: kube::Config) -> Result<Client> {
+    let agent = concat!("meshready/", env!("CARGO_PKG_VERSION"));
+    if let Ok(value) = http::HeaderValue::from_str(agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
+    Client::try_from(config).map_err(Error::Connect)
+}
+
 /// Runs the controller until `shutdown` resolves.
 pub async fn run(client: Client, options: Options, metrics: metrics::Metrics, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
     let (stores, streams) = Stores::new(&client);

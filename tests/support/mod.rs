@@ -345,7 +345,7 @@ impl ControlPlane {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Audited writes (create, update, patch, delete) by the operator (kube-rs user agent)
+    /// Audited writes (create, update, patch, delete) by the operator (its User-Agent)
     /// that match `filter`, as JSON lines.
     pub fn operator_writes(&self, filter: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
         let Ok(file) = std::fs::File::open(&self.audit_log) else { return Vec::new() };
@@ -353,7 +353,7 @@ impl ControlPlane {
             .lines()
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
-            .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua.starts_with("kube-rs") || ua.starts_with("meshready")))
+            .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua.starts_with("meshready/")))
             .filter(|e| e["stage"] == "ResponseComplete")
             .filter(|e| filter(e))
             .collect()
@@ -361,25 +361,30 @@ impl ControlPlane {
 }
 
 /// Starts the operator once per test binary, on its own thread and runtime, against `plane`.
-pub fn operator(plane: &'static ControlPlane) {
-    static STARTED: OnceLock<()> = OnceLock::new();
+/// Returns its metrics.
+pub fn operator(plane: &'static ControlPlane) -> &'static meshready::operator::metrics::Metrics {
+    static STARTED: OnceLock<meshready::operator::metrics::Metrics> = OnceLock::new();
     STARTED.get_or_init(|| {
+        let metrics = meshready::operator::metrics::Metrics::new().unwrap();
+        let shared = metrics.clone();
         std::thread::Builder::new()
             .name("operator".into())
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
                 runtime.block_on(async move {
-                    let client = plane.client().await;
+                    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).unwrap();
+                    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+                    let client = meshready::operator::client(config).unwrap();
                     let options = meshready::operator::Options {
                         operator_namespace: OPERATOR_NAMESPACE.to_string(),
                         debounce: Duration::from_millis(200),
                     };
-                    let metrics = meshready::operator::metrics::Metrics::new().unwrap();
-                    meshready::operator::run(client, options, metrics, std::future::pending()).await.unwrap();
+                    meshready::operator::run(client, options, shared, std::future::pending()).await.unwrap();
                 });
             })
             .unwrap();
-    });
+        metrics
+    })
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `timeout` with `what`.
