@@ -1,7 +1,11 @@
 # meshready: the commands a developer and CI use. `make help` lists them.
 CARGO ?= cargo
+# The test control plane: pinned so that every machine tests against the same binaries.
+export KUBE_VERSION ?= v1.36.3
+export ETCD_VERSION ?= v3.6.16
+export ISTIO_API_VERSION ?= v1.30.3
 
-.PHONY: help build test lint fmt crd demo envtest cluster cluster-down
+.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -22,7 +26,10 @@ fmt: ## Format the code
 crd: ## Regenerate crds/meshreadiness.yaml from the Rust types
 	$(CARGO) run --quiet --locked -- crd > crds/meshreadiness.yaml
 
-demo: ## Show the main job: analyze the example shop (the operator demo comes with the controller)
+demo: envtest ## A local control plane, the example shop, the operator, and kubectl get meshreadiness
+	hack/demo.sh
+
+analyze-examples: ## The offline analyzer on examples/
 	$(CARGO) run --quiet --release --locked -- analyze -f examples/ --fail-on never
 
 envtest: ## Build (once, cached outside the repo) kube-apiserver, etcd and Istio's CRDs for tests

@@ -20,15 +20,29 @@ async fn setup() -> (Client, &'static support::ControlPlane) {
 }
 
 async fn status(client: &Client, ns: &str, name: &str) -> Option<MeshReadinessStatus> {
-    Api::<MeshReadiness>::namespaced(client.clone(), ns).get_opt(name).await.ok().flatten()?.status
+    Api::<MeshReadiness>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?
+        .status
 }
 
-fn condition<'a>(status: &'a MeshReadinessStatus, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+fn condition<'a>(
+    status: &'a MeshReadinessStatus,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// Waits until the condition `type_` has `want` status, and returns the status.
-async fn wait_condition(client: &Client, ns: &str, name: &str, type_: &str, want: &str) -> MeshReadinessStatus {
+async fn wait_condition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    type_: &str,
+    want: &str,
+) -> MeshReadinessStatus {
     eventually(WAIT, &format!("{ns}/{name} {type_}={want}"), || async {
         let s = status(client, ns, name).await?;
         (condition(&s, type_)?.status == want).then_some(s)
@@ -37,18 +51,34 @@ async fn wait_condition(client: &Client, ns: &str, name: &str, type_: &str, want
 }
 
 async fn events(client: &Client, ns: &str) -> Vec<Event> {
-    Api::<Event>::namespaced(client.clone(), ns).list(&ListParams::default()).await.unwrap().items
+    Api::<Event>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
 }
 
 async fn wait_event(client: &Client, ns: &str, reason: &str, note_contains: &str) -> Event {
-    eventually(WAIT, &format!("event {reason} in {ns} mentioning {note_contains}"), || async {
-        events(client, ns).await.into_iter().find(|e| e.reason.as_deref() == Some(reason) && e.note.as_deref().unwrap_or_default().contains(note_contains))
-    })
+    eventually(
+        WAIT,
+        &format!("event {reason} in {ns} mentioning {note_contains}"),
+        || async {
+            events(client, ns).await.into_iter().find(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.note
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains(note_contains)
+            })
+        },
+    )
     .await
 }
 
 fn namespace(name: &str) -> String {
-    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{istio-injection: enabled}}\n---\napiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: ready, namespace: {name}}}\nspec: {{}}\n")
+    format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels: {{istio-injection: enabled}}\n---\napiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: ready, namespace: {name}}}\nspec: {{}}\n"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,8 +88,18 @@ async fn unnamed_port_appears_and_clears() {
     apply_yaml(&client, &namespace(ns)).await;
     apply_yaml(&client, &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{name: web, port: 8080}}]\n")).await;
     let s = wait_condition(&client, ns, "ready", "ProtocolsDeclared", "False").await;
-    assert!(s.findings.iter().any(|f| f.code.as_str() == "MR201" && f.name == "web"), "{:?}", s.findings);
-    assert_eq!(condition(&s, "Ready").unwrap().status, "True", "a Warning does not block Ready by default");
+    assert!(
+        s.findings
+            .iter()
+            .any(|f| f.code.as_str() == "MR201" && f.name == "web"),
+        "{:?}",
+        s.findings
+    );
+    assert_eq!(
+        condition(&s, "Ready").unwrap().status,
+        "True",
+        "a Warning does not block Ready by default"
+    );
     wait_event(&client, ns, "FindingAppeared", "MR201").await;
 
     apply_yaml(&client, &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{name: http-web, port: 8080}}]\n")).await;
@@ -71,12 +111,22 @@ async fn unnamed_port_appears_and_clears() {
 
 /// One family end to end: the broken objects raise `code` (condition False, a Warning Event);
 /// the fixed objects clear it (a Normal Event) and flip the condition back (an Event too).
-async fn family(ns: &str, condition_type: &str, code: &str, broken: &str, fixed: &str) -> (MeshReadinessStatus, MeshReadinessStatus) {
+async fn family(
+    ns: &str,
+    condition_type: &str,
+    code: &str,
+    broken: &str,
+    fixed: &str,
+) -> (MeshReadinessStatus, MeshReadinessStatus) {
     let (client, _) = setup().await;
     apply_yaml(&client, &namespace(ns)).await;
     apply_yaml(&client, &broken.replace("NS", ns)).await;
     let before = wait_condition(&client, ns, "ready", condition_type, "False").await;
-    assert!(before.findings.iter().any(|f| f.code.as_str() == code), "{code} expected in {:?}", before.findings);
+    assert!(
+        before.findings.iter().any(|f| f.code.as_str() == code),
+        "{code} expected in {:?}",
+        before.findings
+    );
     let c = condition(&before, condition_type).unwrap();
     assert!(c.message.contains(code), "{}", c.message);
     assert_eq!(c.observed_generation, Some(1));
@@ -85,7 +135,11 @@ async fn family(ns: &str, condition_type: &str, code: &str, broken: &str, fixed:
 
     apply_yaml(&client, &fixed.replace("NS", ns)).await;
     let after = wait_condition(&client, ns, "ready", condition_type, "True").await;
-    assert!(!after.findings.iter().any(|f| f.code.as_str() == code), "{code} still in {:?}", after.findings);
+    assert!(
+        !after.findings.iter().any(|f| f.code.as_str() == code),
+        "{code} still in {:?}",
+        after.findings
+    );
     let cleared = wait_event(&client, ns, "FindingCleared", code).await;
     assert_eq!(cleared.type_.as_deref(), Some("Normal"));
     wait_event(&client, ns, &format!("{condition_type}True"), "").await;
@@ -144,37 +198,80 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injection_family() {
-    let labels = |extra: &str| format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: NS\n  labels: {{istio-injection: enabled{extra}}}\n");
-    family("t-injection", "SidecarsInjected", "MR103", &labels(", istio.io/rev: canary"), &labels("")).await;
+    let labels = |extra: &str| {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: NS\n  labels: {{istio-injection: enabled{extra}}}\n"
+        )
+    };
+    family(
+        "t-injection",
+        "SidecarsInjected",
+        "MR103",
+        &labels(", istio.io/rev: canary"),
+        &labels(""),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_family_blocks_ready_and_warns_the_object() {
-    let dr = |mode: &str| format!("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web, namespace: NS}}\nspec: {{host: web, trafficPolicy: {{tls: {{mode: {mode}}}}}}}\n");
+    let dr = |mode: &str| {
+        format!(
+            "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: web, namespace: NS}}\nspec: {{host: web, trafficPolicy: {{tls: {{mode: {mode}}}}}}}\n"
+        )
+    };
     let base = format!("{STRICT}{}{GOOD_RETRIES}", web("", ""));
-    let (before, after) = family("t-mtls", "MtlsCompatible", "MR302", &format!("{base}{}", dr("DISABLE")), &dr("ISTIO_MUTUAL")).await;
+    let (before, after) = family(
+        "t-mtls",
+        "MtlsCompatible",
+        "MR302",
+        &format!("{base}{}", dr("DISABLE")),
+        &dr("ISTIO_MUTUAL"),
+    )
+    .await;
     let ready = condition(&before, "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "BlockingFindings"));
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "BlockingFindings")
+    );
     assert_eq!(before.errors, 1);
     assert_eq!(condition(&after, "Ready").unwrap().status, "True");
     // The DestinationRule's owners hear of the Error where they look.
     let (client, _) = setup().await;
     let on_dr = events(&client, "t-mtls").await.into_iter().find(|e| {
-        e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("DestinationRule") && e.reason.as_deref() == Some("DestinationRuleTlsConflictsWithStrict")
+        e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("DestinationRule")
+            && e.reason.as_deref() == Some("DestinationRuleTlsConflictsWithStrict")
     });
-    assert!(on_dr.is_some(), "a Warning Event regarding the DestinationRule");
+    assert!(
+        on_dr.is_some(),
+        "a Warning Event regarding the DestinationRule"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_family() {
     let off = ", sidecar.istio.io/rewriteAppHTTPProbers: 'false'";
-    family("t-probes", "ProbesCompatible", "MR401", &format!("{STRICT}{}{GOOD_RETRIES}", web(off, "")), &web("", "")).await;
+    family(
+        "t-probes",
+        "ProbesCompatible",
+        "MR401",
+        &format!("{STRICT}{}{GOOD_RETRIES}", web(off, "")),
+        &web("", ""),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_family() {
     let pre_stop = "        lifecycle: {preStop: {exec: {command: [sleep, '30']}}}\n";
-    family("t-lifecycle", "LifecycleSafe", "MR503", &format!("{}{GOOD_RETRIES}", web("", pre_stop)), &web("", "")).await;
+    family(
+        "t-lifecycle",
+        "LifecycleSafe",
+        "MR503",
+        &format!("{}{GOOD_RETRIES}", web("", pre_stop)),
+        &web("", ""),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,13 +288,30 @@ async fn idle_timeout_family() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_family() {
     let replaced = "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web, namespace: NS}\nspec:\n  hosts: [web]\n  http:\n  - match: [{method: {exact: GET}}]\n    route: [{destination: {host: web}}]\n    retries: {attempts: 3, retryOn: '503'}\n  - route: [{destination: {host: web}}]\n    retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,reset-before-request'}\n";
-    family("t-retries", "RetriesCoverResets", "MR702", &format!("{}{replaced}", web("", "")), GOOD_RETRIES).await;
+    family(
+        "t-retries",
+        "RetriesCoverResets",
+        "MR702",
+        &format!("{}{replaced}", web("", "")),
+        GOOD_RETRIES,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listeners_family() {
-    let reserved = web("", "").replace("containerPort: 8080}]", "containerPort: 8080}, {name: admin, containerPort: 15000}]");
-    family("t-listeners", "ListenersReachable", "MR803", &format!("{reserved}{GOOD_RETRIES}"), &web("", "")).await;
+    let reserved = web("", "").replace(
+        "containerPort: 8080}]",
+        "containerPort: 8080}, {name: admin, containerPort: 15000}]",
+    );
+    family(
+        "t-listeners",
+        "ListenersReachable",
+        "MR803",
+        &format!("{reserved}{GOOD_RETRIES}"),
+        &web("", ""),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,7 +319,14 @@ async fn routes_family() {
     let vs = GOOD_RETRIES.replace("route: [{destination: {host: web}}]\n    retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset'}", "route: [{destination: {host: web, subset: v2}}]\n    retries: {attempts: 2, retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset'}");
     assert!(vs.contains("subset: v2"));
     let dr = "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: web, namespace: NS}\nspec: {host: web, subsets: [{name: v2, labels: {version: v2}}]}\n";
-    family("t-routes", "RoutesResolvable", "MR901", &format!("{}{vs}", web("", "")), dr).await;
+    family(
+        "t-routes",
+        "RoutesResolvable",
+        "MR901",
+        &format!("{}{vs}", web("", "")),
+        dr,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,13 +334,40 @@ async fn kubectl_sees_ready_and_printer_columns() {
     let (client, plane) = setup().await;
     let ns = "t-kubectl";
     apply_yaml(&client, &namespace(ns)).await;
-    apply_yaml(&client, &format!("{}{GOOD_RETRIES}", web("", "")).replace("NS", ns)).await;
-    plane.kubectl(&["wait", "--for=condition=Ready", "meshreadiness/ready", "-n", ns, "--timeout=60s"]);
+    apply_yaml(
+        &client,
+        &format!("{}{GOOD_RETRIES}", web("", "")).replace("NS", ns),
+    )
+    .await;
+    plane.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "meshreadiness/ready",
+        "-n",
+        ns,
+        "--timeout=60s",
+    ]);
     let table = plane.kubectl(&["get", "meshreadiness", "-n", ns]);
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "REASON", "NAMESPACES", "ERRORS", "WARNINGS", "REMEDIATION", "AGE"]);
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "READY",
+            "REASON",
+            "NAMESPACES",
+            "ERRORS",
+            "WARNINGS",
+            "REMEDIATION",
+            "AGE"
+        ]
+    );
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(&row[..7], ["ready", "True", "NoBlockingFindings", "1", "0", "0", "Off"], "{table}");
+    assert_eq!(
+        &row[..7],
+        ["ready", "True", "NoBlockingFindings", "1", "0", "0", "Off"],
+        "{table}"
+    );
     // The short names work too.
     assert!(plane.kubectl(&["get", "mr", "-n", ns]).contains("ready"));
 }
@@ -230,14 +378,27 @@ async fn nothing_changed_nothing_written() {
     let metrics = operator(plane);
     let ns = "t-noop";
     apply_yaml(&client, &namespace(ns)).await;
-    apply_yaml(&client, &format!("{}{GOOD_RETRIES}", web("", "")).replace("NS", ns)).await;
+    apply_yaml(
+        &client,
+        &format!("{}{GOOD_RETRIES}", web("", "")).replace("NS", ns),
+    )
+    .await;
     wait_condition(&client, ns, "ready", "Ready", "True").await;
     // Let the first reconciles settle, then count.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let writes_to_ns = || plane.operator_writes(|e| e["objectRef"]["namespace"] == ns).len();
+    let writes_to_ns = || {
+        plane
+            .operator_writes(|e| e["objectRef"]["namespace"] == ns)
+            .len()
+    };
     let before = writes_to_ns();
     assert!(before >= 1, "the first status write is audited");
-    let reconciles = || metrics.reconcile_duration.with_label_values(&[] as &[&str]).get_sample_count();
+    let reconciles = || {
+        metrics
+            .reconcile_duration
+            .with_label_values(&[] as &[&str])
+            .get_sample_count()
+    };
     let reconciled = reconciles();
     // A change the checks do not care about still triggers a reconcile.
     for i in 0..3 {
@@ -246,22 +407,46 @@ async fn nothing_changed_nothing_written() {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(reconciles() > reconciled, "the touches were reconciled");
-    assert_eq!(writes_to_ns(), before, "no status patch, no Event: {:?}", plane.operator_writes(|e| e["objectRef"]["namespace"] == ns));
+    assert_eq!(
+        writes_to_ns(),
+        before,
+        "no status patch, no Event: {:?}",
+        plane.operator_writes(|e| e["objectRef"]["namespace"] == ns)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_mesh_readiness_objects_both_report() {
     let (client, _) = setup().await;
     let ns = "t-two";
-    apply_yaml(&client, &namespace(ns).replace("istio-injection: enabled", "istio-injection: enabled, team: two")).await;
+    apply_yaml(
+        &client,
+        &namespace(ns).replace(
+            "istio-injection: enabled",
+            "istio-injection: enabled, team: two",
+        ),
+    )
+    .await;
     apply_yaml(&client, &format!(
         "apiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: team-two, namespace: {}}}\nspec: {{namespaceSelector: {{matchLabels: {{team: two}}}}}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: db, namespace: {ns}}}\nspec:\n  selector: {{app: db}}\n  ports: [{{port: 5432}}]\n",
         support::OPERATOR_NAMESPACE
     )).await;
     let own = wait_condition(&client, ns, "ready", "ProtocolsDeclared", "False").await;
-    let selecting = wait_condition(&client, support::OPERATOR_NAMESPACE, "team-two", "ProtocolsDeclared", "False").await;
+    let selecting = wait_condition(
+        &client,
+        support::OPERATOR_NAMESPACE,
+        "team-two",
+        "ProtocolsDeclared",
+        "False",
+    )
+    .await;
     for status in [&own, &selecting] {
-        assert!(status.findings.iter().any(|f| f.code.as_str() == "MR201" && f.namespace == ns && f.name == "db"));
+        assert!(
+            status
+                .findings
+                .iter()
+                .any(|f| f.code.as_str() == "MR201" && f.namespace == ns && f.name == "db")
+        );
         assert_eq!(status.namespaces, 1);
     }
 }
@@ -275,7 +460,10 @@ async fn selector_outside_operator_namespace_and_suspend_are_reported() {
         "apiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: wide, namespace: {ns}}}\nspec: {{namespaceSelector: {{matchLabels: {{team: x}}}}}}\n---\napiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: paused, namespace: {ns}}}\nspec: {{suspend: true}}\n"
     )).await;
     let wide = wait_condition(&client, ns, "wide", "Ready", "False").await;
-    assert_eq!(condition(&wide, "Ready").unwrap().reason, "SelectorNotAllowed");
+    assert_eq!(
+        condition(&wide, "Ready").unwrap().reason,
+        "SelectorNotAllowed"
+    );
     let paused = wait_condition(&client, ns, "paused", "Ready", "False").await;
     assert_eq!(condition(&paused, "Ready").unwrap().reason, "Suspended");
 }
@@ -288,14 +476,35 @@ async fn api_server_refuses_invalid_specs() {
     let api: Api<MeshReadiness> = Api::namespaced(client.clone(), ns);
     let cases = [
         (serde_json::json!({"interval": "10s"}), "interval"),
-        (serde_json::json!({"checks": {"disabled": ["MR999"]}}), "disabled"),
-        (serde_json::json!({"remediation": {"retryAttempts": 0}}), "retryAttempts"),
-        (serde_json::json!({"remediation": {"permissiveMtlsTtl": "0s"}}), "permissiveMtlsTtl"),
-        (serde_json::json!({"remediation": {"mode": "Sometimes"}}), "mode"),
-        (serde_json::json!({"appIdleTimeouts": [{"service": "Not_A_Label", "timeout": "5s"}]}), "service"),
-        (serde_json::json!({"appIdleTimeouts": [{"service": "web", "timeout": "500ms"}]}), "timeout"),
+        (
+            serde_json::json!({"checks": {"disabled": ["MR999"]}}),
+            "disabled",
+        ),
+        (
+            serde_json::json!({"remediation": {"retryAttempts": 0}}),
+            "retryAttempts",
+        ),
+        (
+            serde_json::json!({"remediation": {"permissiveMtlsTtl": "0s"}}),
+            "permissiveMtlsTtl",
+        ),
+        (
+            serde_json::json!({"remediation": {"mode": "Sometimes"}}),
+            "mode",
+        ),
+        (
+            serde_json::json!({"appIdleTimeouts": [{"service": "Not_A_Label", "timeout": "5s"}]}),
+            "service",
+        ),
+        (
+            serde_json::json!({"appIdleTimeouts": [{"service": "web", "timeout": "500ms"}]}),
+            "timeout",
+        ),
         (serde_json::json!({"interval": "soon"}), "interval"),
-        (serde_json::json!({"readyThreshold": "Info"}), "readyThreshold"),
+        (
+            serde_json::json!({"readyThreshold": "Info"}),
+            "readyThreshold",
+        ),
     ];
     for (i, (spec, field)) in cases.into_iter().enumerate() {
         let object = serde_json::json!({"apiVersion": "meshreadiness.io/v1alpha1", "kind": "MeshReadiness", "metadata": {"name": format!("bad-{i}")}, "spec": spec});
@@ -305,13 +514,20 @@ async fn api_server_refuses_invalid_specs() {
             Err(_) => {
                 let dynamic: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
                 let resource = kube::api::ApiResource::erase::<MeshReadiness>(&());
-                let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
-                let err = raw.create(&Default::default(), &dynamic).await.expect_err(&format!("{spec} must be refused"));
+                let raw: Api<kube::api::DynamicObject> =
+                    Api::namespaced_with(client.clone(), ns, &resource);
+                let err = raw
+                    .create(&Default::default(), &dynamic)
+                    .await
+                    .expect_err(&format!("{spec} must be refused"));
                 assert!(err.to_string().contains(field), "{spec}: {err}");
                 continue;
             }
         };
-        let err = api.create(&Default::default(), &object).await.expect_err(&format!("{spec} must be refused"));
+        let err = api
+            .create(&Default::default(), &object)
+            .await
+            .expect_err(&format!("{spec} must be refused"));
         assert!(err.to_string().contains(field), "{spec}: {err}");
     }
 }

@@ -30,8 +30,16 @@ pub fn transitions(
     old: Option<&MeshReadinessStatus>,
     new: &MeshReadinessStatus,
 ) -> Transitions {
-    let appeared = now.iter().filter(|(k, _)| !before.contains_key(k)).map(|(_, f)| f.clone()).collect();
-    let cleared = before.iter().filter(|(k, _)| !now.contains_key(k)).map(|(_, f)| f.clone()).collect();
+    let appeared = now
+        .iter()
+        .filter(|(k, _)| !before.contains_key(k))
+        .map(|(_, f)| f.clone())
+        .collect();
+    let cleared = before
+        .iter()
+        .filter(|(k, _)| !now.contains_key(k))
+        .map(|(_, f)| f.clone())
+        .collect();
     let flipped = new
         .conditions
         .iter()
@@ -43,16 +51,29 @@ pub fn transitions(
                 None => c.type_ == crate::operator::status::conditions::READY,
             };
             announce.then(|| {
-                (c.type_.clone(), previous.map(|p| p.status.clone()), c.status.clone(), c.reason.clone(), c.message.clone())
+                (
+                    c.type_.clone(),
+                    previous.map(|p| p.status.clone()),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                )
             })
         })
         .collect();
-    Transitions { appeared, cleared, flipped }
+    Transitions {
+        appeared,
+        cleared,
+        flipped,
+    }
 }
 
 /// Keys findings for comparison.
 pub fn keyed(findings: &[Finding]) -> BTreeMap<FindingKey, Finding> {
-    findings.iter().map(|f| ((f.code, f.object.clone()), f.clone())).collect()
+    findings
+        .iter()
+        .map(|f| ((f.code, f.object.clone()), f.clone()))
+        .collect()
 }
 
 fn api_version(kind: &str) -> &'static str {
@@ -67,7 +88,15 @@ fn api_version(kind: &str) -> &'static str {
 }
 
 fn describe(f: &Finding) -> String {
-    format!("{} {} on {}/{} in {}: {}", f.code, f.code.name(), f.object.kind, f.object.name, f.object.namespace, f.message)
+    format!(
+        "{} {} on {}/{} in {}: {}",
+        f.code,
+        f.code.name(),
+        f.object.kind,
+        f.object.name,
+        f.object.namespace,
+        f.message
+    )
 }
 
 fn summary(findings: &[Finding]) -> String {
@@ -75,7 +104,11 @@ fn summary(findings: &[Finding]) -> String {
     for f in findings {
         *counts.entry(f.code.to_string()).or_default() += 1;
     }
-    counts.iter().map(|(c, n)| format!("{c} ({n})")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(c, n)| format!("{c} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Events are at most 1 kB of note.
@@ -103,19 +136,41 @@ fn object_reference(f: &Finding) -> ObjectReference {
     }
 }
 
-fn event(type_: EventType, reason: &str, action: String, text: String, related: Option<ObjectReference>) -> Event {
-    Event { type_, reason: reason.to_string(), note: note(text), action, secondary: related }
+fn event(
+    type_: EventType,
+    reason: &str,
+    action: String,
+    text: String,
+    related: Option<ObjectReference>,
+) -> Event {
+    Event {
+        type_,
+        reason: reason.to_string(),
+        note: note(text),
+        action,
+        secondary: related,
+    }
 }
 
 /// The Event about one finding on the MeshReadiness. The Recorder folds Events with the same
 /// reason, action and references into one series, so the finding's object and code are part
 /// of them: two findings never share an Event.
 fn finding_event(type_: EventType, reason: &str, f: &Finding) -> Event {
-    event(type_, reason, format!("Check{}", f.code), describe(f), Some(object_reference(f)))
+    event(
+        type_,
+        reason,
+        format!("Check{}", f.code),
+        describe(f),
+        Some(object_reference(f)),
+    )
 }
 
 fn severity_type(severity: Severity) -> EventType {
-    if severity >= Severity::Warning { EventType::Warning } else { EventType::Normal }
+    if severity >= Severity::Warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    }
 }
 
 /// Sends the Events for `transitions`. Failures are logged, not returned: a lost Event must not
@@ -124,27 +179,80 @@ pub async fn publish(ctx: &Context, mr: &MeshReadiness, t: &Transitions) {
     let reference = mr.object_ref(&());
     let mut events: Vec<(Event, ObjectReference)> = Vec::new();
     if t.appeared.len() > MAX_SINGLE_EVENTS {
-        let worst = t.appeared.iter().map(|f| f.severity).max().unwrap_or(Severity::Info);
-        let text = format!("{} new findings: {}", t.appeared.len(), summary(&t.appeared));
-        events.push((event(severity_type(worst), "FindingsAppeared", "Check".into(), text, None), reference.clone()));
+        let worst = t
+            .appeared
+            .iter()
+            .map(|f| f.severity)
+            .max()
+            .unwrap_or(Severity::Info);
+        let text = format!(
+            "{} new findings: {}",
+            t.appeared.len(),
+            summary(&t.appeared)
+        );
+        events.push((
+            event(
+                severity_type(worst),
+                "FindingsAppeared",
+                "Check".into(),
+                text,
+                None,
+            ),
+            reference.clone(),
+        ));
     } else {
         for f in &t.appeared {
-            events.push((finding_event(severity_type(f.severity), "FindingAppeared", f), reference.clone()));
+            events.push((
+                finding_event(severity_type(f.severity), "FindingAppeared", f),
+                reference.clone(),
+            ));
         }
     }
     if t.cleared.len() > MAX_SINGLE_EVENTS {
-        let text = format!("{} findings cleared: {}", t.cleared.len(), summary(&t.cleared));
-        events.push((event(EventType::Normal, "FindingsCleared", "Check".into(), text, None), reference.clone()));
+        let text = format!(
+            "{} findings cleared: {}",
+            t.cleared.len(),
+            summary(&t.cleared)
+        );
+        events.push((
+            event(
+                EventType::Normal,
+                "FindingsCleared",
+                "Check".into(),
+                text,
+                None,
+            ),
+            reference.clone(),
+        ));
     } else {
         for f in &t.cleared {
-            events.push((finding_event(EventType::Normal, "FindingCleared", f), reference.clone()));
+            events.push((
+                finding_event(EventType::Normal, "FindingCleared", f),
+                reference.clone(),
+            ));
         }
     }
     for (type_, old, new, reason, message) in &t.flipped {
-        let event_type = if new == "True" { EventType::Normal } else { EventType::Warning };
-        let from = old.as_deref().map(|o| format!(" (was {o})")).unwrap_or_default();
+        let event_type = if new == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        let from = old
+            .as_deref()
+            .map(|o| format!(" (was {o})"))
+            .unwrap_or_default();
         let text = format!("{type_} is {new}{from}: {reason}. {message}");
-        events.push((event(event_type, &format!("{type_}{new}"), "Check".into(), text, None), reference.clone()));
+        events.push((
+            event(
+                event_type,
+                &format!("{type_}{new}"),
+                "Check".into(),
+                text,
+                None,
+            ),
+            reference.clone(),
+        ));
     }
     // The object a new Error is about hears of it too, where its owners look.
     for f in t.appeared.iter().filter(|f| f.severity == Severity::Error) {
@@ -155,7 +263,13 @@ pub async fn publish(ctx: &Context, mr: &MeshReadiness, t: &Transitions) {
             reference.namespace.as_deref().unwrap_or_default(),
             reference.name.as_deref().unwrap_or_default()
         );
-        let on_object = event(EventType::Warning, f.code.name(), format!("Check{}", f.code), text, Some(reference.clone()));
+        let on_object = event(
+            EventType::Warning,
+            f.code.name(),
+            format!("Check{}", f.code),
+            text,
+            Some(reference.clone()),
+        );
         events.push((on_object, object_reference(f)));
     }
     for (event, regarding) in events {
@@ -175,7 +289,12 @@ mod tests {
     use crate::snapshot::ObjectRef;
 
     fn finding(code: Code, name: &str) -> Finding {
-        Finding { code, severity: Severity::Warning, object: ObjectRef::new("Service", "shop", name), message: "m".into() }
+        Finding {
+            code,
+            severity: Severity::Warning,
+            object: ObjectRef::new("Service", "shop", name),
+            message: "m".into(),
+        }
     }
 
     fn time(secs: i64) -> crate::api::k8s::Time {
@@ -187,8 +306,26 @@ mod tests {
         let spec = MeshReadinessSpec::default();
         let a = vec![finding(Code::MR201, "web"), finding(Code::MR701, "web")];
         let b = vec![finding(Code::MR201, "web"), finding(Code::MR201, "api")];
-        let first = desired(&spec, None, &Outcome::Checked { findings: a.clone(), namespaces: 1 }, None, &time(1));
-        let second = desired(&spec, None, &Outcome::Checked { findings: b.clone(), namespaces: 1 }, Some(&first), &time(2));
+        let first = desired(
+            &spec,
+            None,
+            &Outcome::Checked {
+                findings: a.clone(),
+                namespaces: 1,
+            },
+            None,
+            &time(1),
+        );
+        let second = desired(
+            &spec,
+            None,
+            &Outcome::Checked {
+                findings: b.clone(),
+                namespaces: 1,
+            },
+            Some(&first),
+            &time(2),
+        );
         let t = transitions(&keyed(&a), &keyed(&b), Some(&first), &second);
         assert_eq!(t.appeared, vec![finding(Code::MR201, "api")]);
         assert_eq!(t.cleared, vec![finding(Code::MR701, "web")]);
@@ -202,7 +339,16 @@ mod tests {
     #[test]
     fn first_visit_announces_ready_only() {
         let spec = MeshReadinessSpec::default();
-        let s = desired(&spec, None, &Outcome::Checked { findings: vec![], namespaces: 1 }, None, &time(1));
+        let s = desired(
+            &spec,
+            None,
+            &Outcome::Checked {
+                findings: vec![],
+                namespaces: 1,
+            },
+            None,
+            &time(1),
+        );
         let t = transitions(&BTreeMap::new(), &BTreeMap::new(), None, &s);
         assert_eq!(t.flipped.len(), 1);
         assert_eq!(t.flipped[0].0, "Ready");

@@ -17,21 +17,27 @@ impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let api_writes = IntCounterVec::new(
-            Opts::new("meshready_api_writes_total", "Writes to the API server, by kind and verb"),
+            Opts::new(
+                "meshready_api_writes_total",
+                "Writes to the API server, by kind and verb",
+            ),
             &["kind", "verb"],
-        )
-        ?;
+        )?;
         let reconcile_errors = IntCounterVec::new(
-            Opts::new("meshready_reconcile_errors_total", "Failed reconciles, by reason"),
+            Opts::new(
+                "meshready_reconcile_errors_total",
+                "Failed reconciles, by reason",
+            ),
             &["reason"],
-        )
-        ?;
+        )?;
         let reconcile_duration = HistogramVec::new(
-            HistogramOpts::new("meshready_reconcile_duration_seconds", "Time spent in one reconcile")
-                .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+            HistogramOpts::new(
+                "meshready_reconcile_duration_seconds",
+                "Time spent in one reconcile",
+            )
+            .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
             &[],
-        )
-        ?;
+        )?;
         for collector in [
             Box::new(api_writes.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors.clone()),
@@ -39,7 +45,12 @@ impl Metrics {
         ] {
             registry.register(collector)?;
         }
-        Ok(Self { registry, api_writes, reconcile_errors, reconcile_duration })
+        Ok(Self {
+            registry,
+            api_writes,
+            reconcile_errors,
+            reconcile_duration,
+        })
     }
 
     pub fn write(&self, kind: &str, verb: &str) {
@@ -48,6 +59,8 @@ impl Metrics {
 
     /// Observes the reconcile's duration when dropped, so every exit path is measured.
     pub fn time_reconcile(&self) -> prometheus::HistogramTimer {
-        self.reconcile_duration.with_label_values(&[] as &[&str]).start_timer()
+        self.reconcile_duration
+            .with_label_values(&[] as &[&str])
+            .start_timer()
     }
 }

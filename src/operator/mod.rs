@@ -51,9 +51,14 @@ struct Router {
 impl Router {
     fn for_namespace(&self, namespace: Option<&str>) -> Vec<ObjectRef<MeshReadiness>> {
         let all = self.mesh_readiness.state();
-        let Some(namespace) = namespace else { return Vec::new() };
+        let Some(namespace) = namespace else {
+            return Vec::new();
+        };
         if namespace == ISTIO_SYSTEM_NAMESPACE {
-            return all.iter().map(|mr| ObjectRef::from_obj(mr.as_ref())).collect();
+            return all
+                .iter()
+                .map(|mr| ObjectRef::from_obj(mr.as_ref()))
+                .collect();
         }
         let labels: Labels = self
             .namespaces
@@ -75,10 +80,56 @@ impl Router {
             .collect()
     }
 
-    fn mapper<K: ResourceExt>(&self) -> impl Fn(K) -> Vec<ObjectRef<MeshReadiness>> + Send + Sync + 'static {
+    fn mapper<K: ResourceExt>(
+        &self,
+    ) -> impl Fn(K) -> Vec<ObjectRef<MeshReadiness>> + Send + Sync + 'static {
         let router = self.clone();
         move |object: K| router.for_namespace(object.namespace().as_deref())
     }
+}
+
+/// Where the operator runs: the service account's namespace in a pod.
+const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "meshreadiness-system";
+
+/// `meshready controller`: connects with the usual kubeconfig or in-cluster config and runs the
+/// controller until SIGTERM or Ctrl-C.
+pub async fn serve(operator_namespace: Option<String>, debounce_ms: u64) -> Result<()> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
+    let client = client(config)?;
+    let operator_namespace = operator_namespace
+        .or_else(|| {
+            std::fs::read_to_string(IN_CLUSTER_NAMESPACE_FILE)
+                .ok()
+                .map(|ns| ns.trim().to_string())
+        })
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| DEFAULT_OPERATOR_NAMESPACE.to_string());
+    let options = Options {
+        operator_namespace,
+        debounce: Duration::from_millis(debounce_ms),
+    };
+    run(client, options, metrics::Metrics::new()?, shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {},
+                _ = term.recv() => {},
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
 }
 
 /// The operator's client: it names itself in the User-Agent, so audit logs tell its writes apart.
@@ -91,10 +142,18 @@ pub fn client(mut config: kube::Config) -> Result<Client> {
 }
 
 /// Runs the controller until `shutdown` resolves.
-pub async fn run(client: Client, options: Options, metrics: metrics::Metrics, shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static) -> Result<()> {
+pub async fn run(
+    client: Client,
+    options: Options,
+    metrics: metrics::Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<()> {
     let (stores, streams) = Stores::new(&client);
-    let controller = Controller::new(Api::<MeshReadiness>::all(client.clone()), watcher::Config::default().any_semantic())
-        .with_config(ControllerConfig::default().debounce(options.debounce));
+    let controller = Controller::new(
+        Api::<MeshReadiness>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(ControllerConfig::default().debounce(options.debounce));
     let router = Router {
         mesh_readiness: controller.store(),
         namespaces: stores.namespaces.clone(),
@@ -120,7 +179,10 @@ pub async fn run(client: Client, options: Options, metrics: metrics::Metrics, sh
         .watches_stream(streams.destination_rules, router.mapper())
         .watches_stream(streams.virtual_services, router.mapper())
         .watches_stream(streams.envoy_filters, router.mapper());
-    let reporter = Reporter { controller: "meshready".into(), instance: std::env::var("POD_NAME").ok() };
+    let reporter = Reporter {
+        controller: "meshready".into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,

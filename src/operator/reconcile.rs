@@ -29,7 +29,8 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
     if spec.suspend {
         return Ok(Outcome::NotChecked {
             reason: reasons::SUSPENDED,
-            message: "spec.suspend is true: not checking; the findings shown are the last ones.".to_string(),
+            message: "spec.suspend is true: not checking; the findings shown are the last ones."
+                .to_string(),
         });
     }
     if let Some(selector) = &spec.namespace_selector {
@@ -43,7 +44,10 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
             });
         }
         if let Some(problem) = scope::selector_problem(selector) {
-            return Ok(Outcome::NotChecked { reason: reasons::INVALID_SPEC, message: problem });
+            return Ok(Outcome::NotChecked {
+                reason: reasons::INVALID_SPEC,
+                message: problem,
+            });
         }
     }
     if !ctx.stores.istio.detected() {
@@ -52,24 +56,46 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
             message: "Istio's CRDs (security.istio.io, networking.istio.io) are not served in this cluster: install Istio; checking starts on its own.".to_string(),
         });
     }
-    let options = BuildOptions { assume_injected: false, ..BuildOptions::default() };
+    let options = BuildOptions {
+        assume_injected: false,
+        ..BuildOptions::default()
+    };
     let snapshot = Snapshot::build(ctx.stores.objects(&ctx.mesh_readiness), &options)?;
-    let info = IstioObject { meta: Meta { namespace: namespace.to_string(), name: mr.name_any(), ..Meta::default() }, spec: spec.clone() };
+    let info = IstioObject {
+        meta: Meta {
+            namespace: namespace.to_string(),
+            name: mr.name_any(),
+            ..Meta::default()
+        },
+        spec: spec.clone(),
+    };
     let namespaces = scope::covered(&snapshot, &info, &ctx.operator_namespace);
     let request = CheckRequest {
         app_idle_timeouts: spec
             .app_idle_timeouts
             .iter()
-            .flat_map(|t| namespaces.iter().map(move |ns| ((ns.clone(), t.service.clone()), Duration::from(t.timeout))))
+            .flat_map(|t| {
+                namespaces
+                    .iter()
+                    .map(move |ns| ((ns.clone(), t.service.clone()), Duration::from(t.timeout)))
+            })
             .collect(),
         disabled: spec.checks.disabled.iter().copied().collect(),
         namespaces,
     };
     let findings = checks::run(&snapshot, &request);
-    Ok(Outcome::Checked { namespaces: request.namespaces.len() as i32, findings })
+    Ok(Outcome::Checked {
+        namespaces: request.namespaces.len() as i32,
+        findings,
+    })
 }
 
-async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &MeshReadinessStatus) -> Result<()> {
+async fn write_status(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: &MeshReadinessStatus,
+) -> Result<()> {
     let api: Api<MeshReadiness> = Api::namespaced(ctx.client.clone(), namespace);
     // Only apiVersion, kind and status: the fields this manager owns on the status subresource.
     let patch = serde_json::json!({
@@ -77,9 +103,16 @@ async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &MeshR
         "kind": MeshReadiness::kind(&()),
         "status": status,
     });
-    api.patch_status(name, &PatchParams::apply(keys::FIELD_MANAGER).force(), &Patch::Apply(&patch))
-        .await
-        .map_err(|source| Error::WriteStatus { object: format!("{namespace}/{name}"), source })?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(keys::FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        object: format!("{namespace}/{name}"),
+        source,
+    })?;
     ctx.metrics.write("MeshReadiness", "patch");
     Ok(())
 }
@@ -87,21 +120,29 @@ async fn write_status(ctx: &Context, namespace: &str, name: &str, status: &MeshR
 pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.time_reconcile();
     let name = mr.name_any();
-    let namespace = mr.namespace().ok_or_else(|| Error::MissingNamespace(name.clone()))?;
+    let namespace = mr
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
     let outcome = evaluate(&mr, &namespace, &ctx)?;
     let previous = mr.status.as_ref();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let desired = status::desired(&mr.spec, mr.metadata.generation, &outcome, previous, &now);
-    if status::changed(previous, &desired) {
+    let changed = status::changed(previous, &desired);
+    tracing::debug!(%namespace, %name, changed, ready = ?status::ready(&desired).map(|c| &c.reason), "evaluated");
+    if changed {
         write_status(&ctx, &namespace, &name, &desired).await?;
     }
     if let Outcome::Checked { findings, .. } = &outcome {
         let now_reported = events::keyed(findings);
         let before = {
-            let mut reported = ctx.reported.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut reported = ctx
+                .reported
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let key = (namespace.clone(), name.clone());
             let seeded = || {
-                let from_status: Vec<checks::Finding> = previous.map(seen_in_status).unwrap_or_default();
+                let from_status: Vec<checks::Finding> =
+                    previous.map(seen_in_status).unwrap_or_default();
                 events::keyed(&from_status)
             };
             let before = reported.remove(&key).unwrap_or_else(seeded);
@@ -111,12 +152,17 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
         let transitions = events::transitions(&before, &now_reported, previous, &desired);
         events::publish(&ctx, &mr, &transitions).await;
     } else if status::changed(previous, &desired) {
-        let transitions = events::transitions(&BTreeMap::new(), &BTreeMap::new(), previous, &desired);
+        let transitions =
+            events::transitions(&BTreeMap::new(), &BTreeMap::new(), previous, &desired);
         events::publish(&ctx, &mr, &transitions).await;
     }
     Ok(match outcome {
-        Outcome::NotChecked { reason, .. } if reason == reasons::SUSPENDED => Action::await_change(),
-        Outcome::NotChecked { reason, .. } if reason == reasons::ISTIO_NOT_DETECTED => Action::requeue(ISTIO_RECHECK),
+        Outcome::NotChecked { reason, .. } if reason == reasons::SUSPENDED => {
+            Action::await_change()
+        }
+        Outcome::NotChecked { reason, .. } if reason == reasons::ISTIO_NOT_DETECTED => {
+            Action::requeue(ISTIO_RECHECK)
+        }
         _ => Action::requeue(mr.spec.interval.into()),
     })
 }
@@ -129,7 +175,11 @@ fn seen_in_status(status: &MeshReadinessStatus) -> Vec<checks::Finding> {
         .map(|f| checks::Finding {
             code: f.code,
             severity: f.severity,
-            object: crate::snapshot::ObjectRef::new(f.kind.clone(), f.namespace.clone(), f.name.clone()),
+            object: crate::snapshot::ObjectRef::new(
+                f.kind.clone(),
+                f.namespace.clone(),
+                f.name.clone(),
+            ),
             message: f.message.clone(),
         })
         .collect()
@@ -137,6 +187,9 @@ fn seen_in_status(status: &MeshReadinessStatus) -> Vec<checks::Finding> {
 
 pub fn error_policy(mr: Arc<MeshReadiness>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(name = %mr.name_any(), namespace = mr.namespace().unwrap_or_default(), %error, category = error.category(), "reconcile failed");
-    ctx.metrics.reconcile_errors.with_label_values(&[error.category()]).inc();
+    ctx.metrics
+        .reconcile_errors
+        .with_label_values(&[error.category()])
+        .inc();
     Action::requeue(ERROR_REQUEUE)
 }

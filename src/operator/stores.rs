@@ -49,7 +49,8 @@ impl IstioPresence {
 
     /// For tests of the reconcile logic.
     pub fn set(&self, present: bool) {
-        self.0.store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
+        self.0
+            .store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
     }
 
     pub fn known(&self) -> bool {
@@ -71,7 +72,10 @@ fn strip_meta<K: Resource>(object: &mut K) {
 fn strip_pod(pod: &mut Pod) {
     strip_meta(pod);
     if let Some(status) = pod.status.as_mut() {
-        *status = k8s_openapi::api::core::v1::PodStatus { phase: status.phase.take(), ..Default::default() };
+        *status = k8s_openapi::api::core::v1::PodStatus {
+            phase: status.phase.take(),
+            ..Default::default()
+        };
     }
 }
 
@@ -161,8 +165,11 @@ impl Stores {
         let (jobs, job) = reflect(Api::all(all()), strip_meta, None);
         let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None);
         let (services, svc) = reflect(Api::all(all()), strip_meta, None);
-        let (config_maps, cm) =
-            reflect(Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE), strip_config_map, None);
+        let (config_maps, cm) = reflect(
+            Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE),
+            strip_config_map,
+            None,
+        );
         let (peer_authentications, pa) = reflect(Api::all(all()), strip_meta, Some(&istio));
         let (destination_rules, dr) = reflect(Api::all(all()), strip_meta, Some(&istio));
         let (virtual_services, vs) = reflect(Api::all(all()), strip_meta, Some(&istio));
@@ -206,7 +213,10 @@ impl Stores {
     /// Every cached object, for one snapshot. MeshReadiness objects come from the controller's
     /// own store.
     pub fn objects(&self, mesh_readiness: &Store<MeshReadiness>) -> Vec<ClusterObject> {
-        fn all<K: Clone + kube::Resource>(store: &Store<K>, wrap: fn(K) -> ClusterObject) -> impl Iterator<Item = ClusterObject>
+        fn all<K: Clone + kube::Resource>(
+            store: &Store<K>,
+            wrap: fn(K) -> ClusterObject,
+        ) -> impl Iterator<Item = ClusterObject>
         where
             K::DynamicType: Eq + std::hash::Hash + Clone,
         {
@@ -222,7 +232,10 @@ impl Stores {
             .chain(all(&self.cron_jobs, ClusterObject::CronJob))
             .chain(all(&self.services, ClusterObject::Service))
             .chain(all(&self.config_maps, ClusterObject::ConfigMap))
-            .chain(all(&self.peer_authentications, ClusterObject::PeerAuthentication))
+            .chain(all(
+                &self.peer_authentications,
+                ClusterObject::PeerAuthentication,
+            ))
             .chain(all(&self.destination_rules, ClusterObject::DestinationRule))
             .chain(all(&self.virtual_services, ClusterObject::VirtualService))
             .chain(all(&self.envoy_filters, ClusterObject::EnvoyFilter))

@@ -11,6 +11,9 @@ use crate::api::k8s::{
 };
 
 /// A cluster object the snapshot is built from.
+// Unboxed on purpose: each object is moved once, from a decoder or a watch cache into the
+// snapshot builder, so the size difference costs nothing that boxing would save.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum ClusterObject {
     Namespace(Namespace),
@@ -31,16 +34,31 @@ pub enum ClusterObject {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{kind} {name:?}: {source}")]
+#[error("{kind} {name:?}: {}{source}", field_prefix(.path))]
 pub struct DecodeError {
     pub kind: String,
     pub name: String,
+    /// The field that failed to decode, e.g. `spec.ports[0].port`; empty for the object itself.
+    pub path: String,
     #[source]
     pub source: serde_json::Error,
 }
 
-fn decode<T: DeserializeOwned>(value: Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(value)
+fn field_prefix(path: &str) -> String {
+    if path.is_empty() {
+        String::new()
+    } else {
+        format!("{path}: ")
+    }
+}
+
+/// Decodes and remembers where it failed, so a loader can point at the offending line.
+fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, serde_json::Error)> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        (path, error.into_inner())
+    })
 }
 
 impl ClusterObject {
@@ -86,8 +104,11 @@ impl ClusterObject {
             }
             _ => return Ok(None),
         };
-        object
-            .map(Some)
-            .map_err(|source| DecodeError { kind, name, source })
+        object.map(Some).map_err(|(path, source)| DecodeError {
+            kind,
+            name,
+            path,
+            source,
+        })
     }
 }

@@ -56,7 +56,12 @@ pub fn selector_problem(selector: &LabelSelector) -> Option<String> {
 }
 
 /// Whether the MeshReadiness `mr` covers `namespace` (whose Namespace labels are `labels`).
-pub fn covers(mr: &MeshReadinessInfo, namespace: &str, labels: &Labels, operator_namespace: &str) -> bool {
+pub fn covers(
+    mr: &MeshReadinessInfo,
+    namespace: &str,
+    labels: &Labels,
+    operator_namespace: &str,
+) -> bool {
     match &mr.spec.namespace_selector {
         None => mr.meta.namespace == namespace,
         // Refused in a cluster (SelectorNotAllowed): it covers nothing.
@@ -72,7 +77,11 @@ pub fn covers(mr: &MeshReadinessInfo, namespace: &str, labels: &Labels, operator
 }
 
 /// The namespaces of `snapshot` that `mr` covers, system namespaces excluded.
-pub fn covered(snapshot: &Snapshot, mr: &MeshReadinessInfo, operator_namespace: &str) -> BTreeSet<String> {
+pub fn covered(
+    snapshot: &Snapshot,
+    mr: &MeshReadinessInfo,
+    operator_namespace: &str,
+) -> BTreeSet<String> {
     snapshot
         .namespaces
         .values()

@@ -33,15 +33,24 @@ pub struct Envtest {
 
 impl Envtest {
     fn find() -> Envtest {
-        let dir = std::env::var_os("MESHREADY_ENVTEST").map(PathBuf::from).or_else(|| {
-            let cache = std::env::var_os("MESHREADY_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/meshready"));
-            let versions = std::fs::read_dir(cache.join("envtest")).ok()?;
-            let mut dirs: Vec<PathBuf> = versions.flatten().map(|e| e.path()).filter(|p| p.join("env").is_file()).collect();
-            dirs.sort();
-            dirs.pop()
-        });
+        let dir = std::env::var_os("MESHREADY_ENVTEST")
+            .map(PathBuf::from)
+            .or_else(|| {
+                let cache = std::env::var_os("MESHREADY_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                            .join(".cache/meshready")
+                    });
+                let versions = std::fs::read_dir(cache.join("envtest")).ok()?;
+                let mut dirs: Vec<PathBuf> = versions
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.join("env").is_file())
+                    .collect();
+                dirs.sort();
+                dirs.pop()
+            });
         let dir = dir.expect("no envtest binaries: run `make envtest` first (CI does)");
         let envtest = Envtest {
             kube_apiserver: dir.join("kube-apiserver"),
@@ -49,7 +58,11 @@ impl Envtest {
             istio_crds: dir.join("istio-crds.yaml"),
         };
         for path in [&envtest.kube_apiserver, &envtest.etcd, &envtest.istio_crds] {
-            assert!(path.is_file(), "{} is missing: run `make envtest`", path.display());
+            assert!(
+                path.is_file(),
+                "{} is missing: run `make envtest`",
+                path.display()
+            );
         }
         envtest
     }
@@ -64,13 +77,20 @@ pub struct ControlPlane {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Children die with the thread that spawned them (a thread that never exits).
 fn spawn_bound(mut command: Command, log: &Path) -> u32 {
     let out = std::fs::File::create(log).unwrap();
-    command.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out);
+    command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
     unsafe {
         command.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
@@ -79,7 +99,10 @@ fn spawn_bound(mut command: Command, log: &Path) -> u32 {
             Ok(())
         });
     }
-    command.spawn().unwrap_or_else(|e| panic!("starting {command:?}: {e}")).id()
+    command
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {command:?}: {e}"))
+        .id()
 }
 
 struct Pki {
@@ -93,25 +116,40 @@ struct Pki {
 }
 
 fn pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, KeyUsagePurpose,
+    };
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "meshready-test-ca");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
+    ca.distinguished_name
+        .push(DnType::CommonName, "meshready-test-ca");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::CrlSign,
+    ];
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
 
     let server_key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-    server.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let mut server =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let server_cert = server.signed_by(&server_key, &issuer).unwrap();
 
     let admin_key = KeyPair::generate().unwrap();
     let mut admin = CertificateParams::new(Vec::<String>::new()).unwrap();
-    admin.distinguished_name.push(DnType::CommonName, "meshready-test-admin");
-    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
+    admin
+        .distinguished_name
+        .push(DnType::CommonName, "meshready-test-admin");
+    admin
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
     admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
 
@@ -190,8 +228,18 @@ fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
     let kubeconfig = dir.join("kubeconfig");
     let b64 = |text: &str| {
         use std::io::Write;
-        let mut child = Command::new("base64").arg("-w0").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let mut child = Command::new("base64")
+            .arg("-w0")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
         String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
     };
     std::fs::write(
@@ -212,10 +260,17 @@ static PLANE: OnceLock<ControlPlane> = OnceLock::new();
 /// Data directories of earlier test binaries that have exited (statics are never dropped, so
 /// each binary cleans up after its predecessors).
 fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name.strip_prefix("meshready-test-").and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(pid) = name
+            .strip_prefix("meshready-test-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
         if !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -238,7 +293,12 @@ pub fn control_plane(istio: bool) -> &'static ControlPlane {
                 let envtest = Envtest::find();
                 let started = Instant::now();
                 let kubeconfig = start(&thread_dir, &envtest);
-                let plane = ControlPlane { audit_log: thread_dir.join("audit.log"), kubeconfig, dir: thread_dir, envtest };
+                let plane = ControlPlane {
+                    audit_log: thread_dir.join("audit.log"),
+                    kubeconfig,
+                    dir: thread_dir,
+                    envtest,
+                };
                 block_on(async {
                     let client = plane.client().await;
                     wait_ready(&client, &plane).await;
@@ -248,7 +308,11 @@ pub fn control_plane(istio: bool) -> &'static ControlPlane {
                     }
                     create_namespace(&client, OPERATOR_NAMESPACE).await;
                 });
-                eprintln!("control plane ready in {:?} at {}", started.elapsed(), plane.dir.display());
+                eprintln!(
+                    "control plane ready in {:?} at {}",
+                    started.elapsed(),
+                    plane.dir.display()
+                );
                 tx.send(plane).unwrap();
                 // The processes die with this thread, so it lives as long as the binary.
                 loop {
@@ -256,13 +320,18 @@ pub fn control_plane(istio: bool) -> &'static ControlPlane {
                 }
             })
             .unwrap();
-        rx.recv().expect("the control plane started (see the panic above)")
+        rx.recv()
+            .expect("the control plane started (see the panic above)")
     })
 }
 
 /// Runs a future to completion on a throwaway runtime (for set-up outside a test's runtime).
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 async fn wait_ready(client: &Client, plane: &ControlPlane) {
@@ -275,9 +344,13 @@ async fn wait_ready(client: &Client, plane: &ControlPlane) {
             return;
         }
         if Instant::now() > deadline {
-            let log = std::fs::read_to_string(plane.dir.join("kube-apiserver.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(plane.dir.join("kube-apiserver.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!("kube-apiserver not ready after 120s; log tail:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            panic!(
+                "kube-apiserver not ready after 120s; log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -286,16 +359,29 @@ async fn wait_ready(client: &Client, plane: &ControlPlane) {
 pub async fn install_crd(client: &Client, crd: CustomResourceDefinition) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().unwrap();
-    api.patch(&name, &PatchParams::apply("meshready-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("meshready-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
     let established = kube::runtime::wait::conditions::is_crd_established();
-    tokio::time::timeout(Duration::from_secs(60), kube::runtime::wait::await_condition(api, &name, established))
-        .await
-        .expect("CRD established in 60s")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        kube::runtime::wait::await_condition(api, &name, established),
+    )
+    .await
+    .expect("CRD established in 60s")
+    .unwrap();
 }
 
 pub async fn create_namespace(client: &Client, name: &str) {
-    apply_json(client, serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await;
+    apply_json(
+        client,
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
+    )
+    .await;
 }
 
 /// Server-side applies one object given as JSON.
@@ -304,14 +390,21 @@ pub async fn apply_json(client: &Client, object: serde_json::Value) {
     let types = object.types.clone().unwrap();
     let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
     let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-    let api: Api<kube::api::DynamicObject> = match (caps.scope, object.metadata.namespace.as_deref()) {
-        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
-        _ => Api::all_with(client.clone(), &resource),
-    };
+    let api: Api<kube::api::DynamicObject> =
+        match (caps.scope, object.metadata.namespace.as_deref()) {
+            (kube::discovery::Scope::Namespaced, Some(ns)) => {
+                Api::namespaced_with(client.clone(), ns, &resource)
+            }
+            _ => Api::all_with(client.clone(), &resource),
+        };
     let name = object.metadata.name.clone().unwrap();
-    api.patch(&name, &PatchParams::apply("meshready-tests").force(), &Patch::Apply(&object))
-        .await
-        .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind));
+    api.patch(
+        &name,
+        &PatchParams::apply("meshready-tests").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind));
 }
 
 /// Server-side applies every document of a YAML text.
@@ -325,7 +418,10 @@ pub async fn apply_yaml(client: &Client, yaml: &str) {
 impl ControlPlane {
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
         Client::try_from(config).unwrap()
     }
 
@@ -340,20 +436,38 @@ impl ControlPlane {
 
     /// `kubectl --kubeconfig <this plane> ARGS`: stdout on success, a panic with stderr otherwise.
     pub fn kubectl(&self, args: &[&str]) -> String {
-        let out = Command::new("kubectl").arg("--kubeconfig").arg(&self.kubeconfig).args(args).output().expect("kubectl is installed");
-        assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl is installed");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Audited writes (create, update, patch, delete) by the operator (its User-Agent)
     /// that match `filter`, as JSON lines.
-    pub fn operator_writes(&self, filter: impl Fn(&serde_json::Value) -> bool) -> Vec<serde_json::Value> {
-        let Ok(file) = std::fs::File::open(&self.audit_log) else { return Vec::new() };
+    pub fn operator_writes(
+        &self,
+        filter: impl Fn(&serde_json::Value) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let Ok(file) = std::fs::File::open(&self.audit_log) else {
+            return Vec::new();
+        };
         std::io::BufReader::new(file)
             .lines()
             .map_while(Result::ok)
             .filter_map(|line| serde_json::from_str::<serde_json::Value>(&line).ok())
-            .filter(|e| e["userAgent"].as_str().is_some_and(|ua| ua.starts_with("meshready/")))
+            .filter(|e| {
+                e["userAgent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.starts_with("meshready/"))
+            })
             .filter(|e| e["stage"] == "ResponseComplete")
             .filter(|e| filter(e))
             .collect()
@@ -370,16 +484,34 @@ pub fn operator(plane: &'static ControlPlane) -> &'static meshready::operator::m
         std::thread::Builder::new()
             .name("operator".into())
             .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+                // RUST_LOG=meshready=debug shows the operator's logs in test output.
+                if std::env::var_os("RUST_LOG").is_some() {
+                    let _ = tracing_subscriber::fmt()
+                        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                        .with_test_writer()
+                        .try_init();
+                }
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 runtime.block_on(async move {
                     let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).unwrap();
-                    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+                    let config = kube::Config::from_custom_kubeconfig(
+                        kubeconfig,
+                        &KubeConfigOptions::default(),
+                    )
+                    .await
+                    .unwrap();
                     let client = meshready::operator::client(config).unwrap();
                     let options = meshready::operator::Options {
                         operator_namespace: OPERATOR_NAMESPACE.to_string(),
                         debounce: Duration::from_millis(200),
                     };
-                    meshready::operator::run(client, options, shared, std::future::pending()).await.unwrap();
+                    meshready::operator::run(client, options, shared, std::future::pending())
+                        .await
+                        .unwrap();
                 });
             })
             .unwrap();
@@ -398,7 +530,10 @@ where
         if let Some(value) = probe().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -1,0 +1,131 @@
+//! `meshready analyze`: manifests in, findings out.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+
+use tracing::warn;
+
+use crate::checks::{self, Finding};
+use crate::cli::args::{AnalyzeArgs, OutputFormat};
+use crate::cli::error::{Error, Position, Result};
+use crate::cli::report::Report;
+use crate::cli::{emit, load, render, scope};
+use crate::istio::mesh::MeshConfig;
+use crate::snapshot::scope::selector_problem;
+use crate::snapshot::{BuildError, BuildOptions, ObjectRef, Snapshot};
+
+/// How a run ended, when it could run at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Nothing reached `--fail-on`.
+    Passed,
+    /// A finding reached `--fail-on`.
+    Failed,
+}
+
+impl Status {
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Passed => 0,
+            Status::Failed => 1,
+        }
+    }
+}
+
+pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Result<Status> {
+    let mut loaded = load::load(&args.files, &args.namespace, stdin)?;
+    let options = BuildOptions {
+        default_namespace: args.namespace.clone(),
+        assume_injected: args.assume_injected,
+        native_sidecars: args.native_sidecars.map(bool::from),
+        mesh_config: args
+            .mesh_config
+            .as_deref()
+            .map(read_mesh_config)
+            .transpose()?,
+    };
+    let objects = std::mem::take(&mut loaded.objects);
+    if objects.is_empty() {
+        warn!("the input holds no object of a kind meshready reads");
+    }
+    let snapshot = Snapshot::build(objects, &options).map_err(|source| {
+        let BuildError::Config {
+            namespace, name, ..
+        } = &source;
+        let config_map = ObjectRef::new("ConfigMap", namespace.as_str(), name.as_str());
+        let at = match loaded.origin(&config_map) {
+            Some(origin) => Position {
+                file: origin.file.clone(),
+                line: Some(origin.line),
+            },
+            None => Position {
+                file: "input".to_string(),
+                line: None,
+            },
+        };
+        Error::Config { at, source }
+    })?;
+    let (findings, namespaces) = run_checks(&snapshot, &args.operator_namespace);
+    let report = Report::new(findings, namespaces, |object| {
+        loaded.origin(object).cloned()
+    });
+    let text = match args.output {
+        OutputFormat::Table => render::table::report(&report),
+        OutputFormat::Json => render::json(&report)?,
+        OutputFormat::Yaml => render::yaml(&report)?,
+        OutputFormat::Sarif => {
+            let cwd = std::env::current_dir().ok();
+            render::json(&render::sarif::report(&report, cwd.as_deref()))?
+        }
+    };
+    emit(out, &text)?;
+    Ok(if report.fails(args.fail_on.threshold()) {
+        Status::Failed
+    } else {
+        Status::Passed
+    })
+}
+
+/// Runs the checks on every checkable namespace of `snapshot`, each with the settings of the
+/// MeshReadiness that covers it. Returns the findings in report order and the namespaces checked.
+pub fn run_checks(
+    snapshot: &Snapshot,
+    operator_namespace: &str,
+) -> (Vec<Finding>, BTreeSet<String>) {
+    for mr in &snapshot.mesh_readiness {
+        let Some(selector) = &mr.spec.namespace_selector else {
+            continue;
+        };
+        let object = format!("{}/{}", mr.meta.namespace, mr.meta.name);
+        if mr.meta.namespace != operator_namespace {
+            warn!(
+                meshreadiness = %object,
+                operator_namespace,
+                "namespaceSelector is honoured only in the operator namespace; this object covers nothing"
+            );
+        } else if let Some(problem) = selector_problem(selector) {
+            warn!(meshreadiness = %object, "{problem}; this object covers nothing");
+        }
+    }
+    let namespaces = snapshot.checkable_namespaces();
+    let assigned = scope::assign(snapshot, &namespaces, operator_namespace);
+    let mut findings: Vec<Finding> = scope::requests(&namespaces, &assigned)
+        .iter()
+        .flat_map(|request| checks::run(snapshot, request))
+        .collect();
+    findings.sort_by(Finding::report_order);
+    findings.dedup_by(|a, b| a.code == b.code && a.object == b.object);
+    (findings, namespaces)
+}
+
+fn read_mesh_config(path: &std::path::Path) -> Result<MeshConfig> {
+    let file = std::fs::File::open(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = load::read_capped(file, &path.display().to_string())?;
+    MeshConfig::parse(&text).map_err(|source| Error::MeshConfig {
+        path: path.to_path_buf(),
+        source,
+    })
+}
