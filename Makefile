@@ -4,6 +4,8 @@ CARGO ?= cargo
 export KUBE_VERSION ?= v1.36.3
 export ETCD_VERSION ?= v3.6.16
 export ISTIO_API_VERSION ?= v1.30.3
+export MESHREADY_CACHE ?= $(HOME)/.cache/meshready
+export MESHREADY_ENVTEST ?= $(MESHREADY_CACHE)/envtest/$(KUBE_VERSION)
 
 .PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down
 
@@ -13,7 +15,7 @@ help: ## List the targets
 build: ## Build the meshready binary (release)
 	$(CARGO) build --release --locked
 
-test: ## Run every test: unit, CLI golden, CRD freshness, fixtures
+test: envtest ## Every test: unit, CLI, golden, fixtures, CRD freshness, operator on a real API server
 	$(CARGO) test --locked --all-targets
 
 lint: ## rustfmt and clippy, warnings as errors
