@@ -367,7 +367,7 @@ fn no_readiness_probe(cx: &Context, w: &Workload, out: &mut Findings) {
 mod tests {
     use super::*;
     use crate::checks::Code;
-    use crate::checks::testing::{findings, objects, of, run_all, snapshot_with};
+    use crate::checks::testing::{findings, fixtures, objects, of, run_all, snapshot_with};
     use crate::snapshot::BuildOptions;
 
     fn deployment(annotations: &str, spec: &str) -> String {
@@ -542,11 +542,7 @@ spec:
 
     #[test]
     fn online_boutique_loadgenerator_init_container_fires() {
-        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-        if !dir.is_dir() {
-            eprintln!("skipped: {} is absent", dir.display());
-            return;
-        }
+        let Some(dir) = fixtures() else { return };
         let yaml = std::fs::read_to_string(
             dir.join("realworld/online-boutique/kubernetes-manifests.yaml"),
         )
@@ -567,11 +563,7 @@ spec:
 
     #[test]
     fn bookinfo_has_no_readiness_probes() {
-        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-        if !dir.is_dir() {
-            eprintln!("skipped: {} is absent", dir.display());
-            return;
-        }
+        let Some(dir) = fixtures() else { return };
         let yaml = std::fs::read_to_string(dir.join("realworld/bookinfo/bookinfo.yaml"))
             .expect("fixture reads");
         let f = findings(&yaml);

@@ -732,7 +732,7 @@ fn target_port_not_exposed(cx: &Context, svc: &ServiceInfo, out: &mut Findings) 
 mod tests {
     use super::*;
     use crate::checks::Code;
-    use crate::checks::testing::{findings, objects, of};
+    use crate::checks::testing::{findings, fixtures, objects, of};
 
     /// A Deployment `web` whose one container has `fields`, selected by a Service targeting
     /// `target` (`8080`, or a port name).
@@ -950,16 +950,6 @@ spec:
             "metadata: {name: uid, namespace: shop, labels: {sidecar.istio.io/inject: \"false\"}}",
         );
         assert!(objects(&findings(&opted_out), Code::MR802).is_empty());
-    }
-
-    fn fixtures() -> Option<std::path::PathBuf> {
-        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-        if dir.is_dir() {
-            Some(dir.to_path_buf())
-        } else {
-            eprintln!("skipped: {} is absent", dir.display());
-            None
-        }
     }
 
     #[test]

@@ -300,7 +300,7 @@ fn misplaced_annotations(w: &Workload, out: &mut Findings) {
 #[cfg(test)]
 mod tests {
     use crate::checks::Code;
-    use crate::checks::testing::{findings, objects, of, run_all, snapshot_with};
+    use crate::checks::testing::{findings, fixtures, objects, of, run_all, snapshot_with};
     use crate::snapshot::BuildOptions;
 
     const STRICT_NS: &str = r#"
@@ -594,16 +594,6 @@ spec:
 "#;
         let f = findings(in_template);
         assert!(objects(&f, Code::MR403).is_empty());
-    }
-
-    fn fixtures() -> Option<std::path::PathBuf> {
-        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
-        if dir.is_dir() {
-            Some(dir.to_path_buf())
-        } else {
-            eprintln!("skipped: {} is absent", dir.display());
-            None
-        }
     }
 
     #[test]

@@ -42,3 +42,15 @@ pub fn objects(findings: &[Finding], code: Code) -> Vec<String> {
         .map(|f| format!("{}/{}", f.object.kind, f.object.name))
         .collect()
 }
+
+/// The fixtures shared beside the repository (`../shared/fixtures`), or `None`, with a message,
+/// where they are absent (a user's clone); CI always has them.
+pub fn fixtures() -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures"));
+    if dir.is_dir() {
+        Some(dir.to_path_buf())
+    } else {
+        eprintln!("skipped: {} is absent", dir.display());
+        None
+    }
+}
