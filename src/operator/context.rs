@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kube::Client;
 use kube::runtime::events::Recorder;
@@ -27,4 +28,25 @@ pub struct Context {
     /// The findings last reported per MeshReadiness (namespace, name), so Events are sent on
     /// transitions only. Seeded from the status after a restart.
     pub reported: Mutex<HashMap<(String, String), BTreeMap<FindingKey, Finding>>>,
+    /// Every watch has delivered its first list and Istio's presence is known. Until then a
+    /// reconcile would judge a partial cache (and, say, flip Ready on every restart).
+    pub synced: AtomicBool,
+}
+
+impl Context {
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Waits for the caches, then marks the context synced.
+    pub async fn sync(&self) {
+        if self.stores.wait_until_ready().await.is_err() {
+            return;
+        }
+        while !self.stores.istio.known() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        tracing::info!(istio = self.stores.istio.detected(), "watch caches synced");
+        self.synced.store(true, Ordering::Release);
+    }
 }

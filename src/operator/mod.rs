@@ -191,7 +191,10 @@ pub async fn run(
         metrics,
         operator_namespace: options.operator_namespace,
         reported: Default::default(),
+        synced: Default::default(),
     });
+    let syncing = Arc::clone(&context);
+    tokio::spawn(async move { syncing.sync().await });
     tracing::info!(operator_namespace = %context.operator_namespace, "controller starting");
     controller
         .graceful_shutdown_on(shutdown)

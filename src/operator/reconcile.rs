@@ -117,7 +117,13 @@ async fn write_status(
     Ok(())
 }
 
+/// How soon to retry while the watch caches are still filling.
+const SYNC_WAIT: Duration = Duration::from_millis(500);
+
 pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Action> {
+    if !ctx.is_synced() {
+        return Ok(Action::requeue(SYNC_WAIT));
+    }
     let _timer = ctx.metrics.time_reconcile();
     let name = mr.name_any();
     let namespace = mr
@@ -147,6 +153,12 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
             };
             let before = reported.remove(&key).unwrap_or_else(seeded);
             reported.insert(key, now_reported.clone());
+            // Forget MeshReadiness objects that are gone.
+            reported.retain(|(ns, name), _| {
+                ctx.mesh_readiness
+                    .get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+                    .is_some()
+            });
             before
         };
         let transitions = events::transitions(&before, &now_reported, previous, &desired);

@@ -478,45 +478,47 @@ impl ControlPlane {
 /// Returns its metrics.
 pub fn operator(plane: &'static ControlPlane) -> &'static meshready::operator::metrics::Metrics {
     static STARTED: OnceLock<meshready::operator::metrics::Metrics> = OnceLock::new();
-    STARTED.get_or_init(|| {
-        let metrics = meshready::operator::metrics::Metrics::new().unwrap();
-        let shared = metrics.clone();
-        std::thread::Builder::new()
-            .name("operator".into())
-            .spawn(move || {
-                // RUST_LOG=meshready=debug shows the operator's logs in test output.
-                if std::env::var_os("RUST_LOG").is_some() {
-                    let _ = tracing_subscriber::fmt()
-                        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                        .with_test_writer()
-                        .try_init();
-                }
-                let runtime = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async move {
-                    let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).unwrap();
-                    let config = kube::Config::from_custom_kubeconfig(
-                        kubeconfig,
-                        &KubeConfigOptions::default(),
-                    )
-                    .await
-                    .unwrap();
-                    let client = meshready::operator::client(config).unwrap();
-                    let options = meshready::operator::Options {
-                        operator_namespace: OPERATOR_NAMESPACE.to_string(),
-                        debounce: Duration::from_millis(200),
-                    };
-                    meshready::operator::run(client, options, shared, std::future::pending())
+    STARTED.get_or_init(|| start_operator(plane))
+}
+
+/// Starts one more operator instance (as after a restart, or a second replica), on its own
+/// thread and runtime. It runs until the test binary exits.
+pub fn start_operator(plane: &'static ControlPlane) -> meshready::operator::metrics::Metrics {
+    let metrics = meshready::operator::metrics::Metrics::new().unwrap();
+    let shared = metrics.clone();
+    std::thread::Builder::new()
+        .name("operator".into())
+        .spawn(move || {
+            // RUST_LOG=meshready=debug shows the operator's logs in test output.
+            if std::env::var_os("RUST_LOG").is_some() {
+                let _ = tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                    .with_test_writer()
+                    .try_init();
+            }
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).unwrap();
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                         .await
                         .unwrap();
-                });
-            })
-            .unwrap();
-        metrics
-    })
+                let client = meshready::operator::client(config).unwrap();
+                let options = meshready::operator::Options {
+                    operator_namespace: OPERATOR_NAMESPACE.to_string(),
+                    debounce: Duration::from_millis(200),
+                };
+                meshready::operator::run(client, options, shared, std::future::pending())
+                    .await
+                    .unwrap();
+            });
+        })
+        .unwrap();
+    metrics
 }
 
 /// Polls `probe` until it returns `Some`, or panics after `timeout` with `what`.
