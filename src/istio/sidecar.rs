@@ -243,3 +243,80 @@ mod tests {
         );
     }
 }
+
+/// istiod's native-sidecar setting, as it decides it: `ENABLE_NATIVE_SIDECARS=true` or `false`
+/// wins; unset or `auto` turns them on from Istio 1.28 when every node's kubelet is 1.33 or later.
+/// Without a known Istio version (or without nodes) it stays off: native sidecars count only with
+/// evidence.
+pub fn istiod_native_sidecars(
+    env: Option<&str>,
+    istio: Option<(u32, u32)>,
+    kubelets: &[(u32, u32)],
+) -> bool {
+    match env.map(|v| v.trim().to_ascii_lowercase()) {
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        _ => {
+            istio.is_some_and(|v| v >= (1, 28))
+                && !kubelets.is_empty()
+                && kubelets.iter().all(|k| *k >= (1, 33))
+        }
+    }
+}
+
+/// `1.28` from `1.28.2`, `v1.33.1`, `docker.io/istio/pilot:1.28.0-distroless`.
+pub fn minor_version(text: &str) -> Option<(u32, u32)> {
+    let tag = text.rsplit(':').next().unwrap_or(text);
+    let tag = tag.trim_start_matches('v');
+    let mut parts = tag.split(['.', '-', '+']);
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod native_tests {
+    use super::*;
+
+    #[test]
+    fn istiod_setting_then_versions() {
+        assert!(istiod_native_sidecars(Some("true"), None, &[]));
+        assert!(!istiod_native_sidecars(
+            Some("false"),
+            Some((1, 30)),
+            &[(1, 34)]
+        ));
+        assert!(istiod_native_sidecars(
+            None,
+            Some((1, 28)),
+            &[(1, 33), (1, 34)]
+        ));
+        assert!(istiod_native_sidecars(
+            Some("auto"),
+            Some((1, 30)),
+            &[(1, 33)]
+        ));
+        assert!(!istiod_native_sidecars(None, Some((1, 27)), &[(1, 34)]));
+        assert!(!istiod_native_sidecars(
+            None,
+            Some((1, 30)),
+            &[(1, 33), (1, 32)]
+        ));
+        assert!(!istiod_native_sidecars(None, Some((1, 30)), &[]));
+        assert!(!istiod_native_sidecars(None, None, &[(1, 34)]));
+    }
+
+    #[test]
+    fn versions_from_tags() {
+        assert_eq!(
+            minor_version("docker.io/istio/pilot:1.28.0-distroless"),
+            Some((1, 28))
+        );
+        assert_eq!(minor_version("v1.33.1"), Some((1, 33)));
+        assert_eq!(minor_version("gcr.io/istio-release/pilot:latest"), None);
+        assert_eq!(
+            minor_version("registry:5000/istio/pilot:1.30.3"),
+            Some((1, 30))
+        );
+    }
+}

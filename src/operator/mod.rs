@@ -148,7 +148,8 @@ pub async fn run(
     metrics: metrics::Metrics,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<()> {
-    let (stores, streams) = Stores::new(&client);
+    let (stores, mut streams) = Stores::new(&client);
+    let streams_nodes = std::mem::replace(&mut streams.nodes, futures::stream::empty().boxed());
     let controller = Controller::new(
         Api::<MeshReadiness>::all(client.clone()),
         watcher::Config::default().any_semantic(),
@@ -193,6 +194,8 @@ pub async fn run(
         reported: Default::default(),
         synced: Default::default(),
     });
+    // Nodes only feed their store; they trigger nothing.
+    tokio::spawn(streams_nodes.for_each(|_| std::future::ready(())));
     let syncing = Arc::clone(&context);
     tokio::spawn(async move { syncing.sync().await });
     tracing::info!(operator_namespace = %context.operator_namespace, "controller starting");

@@ -58,6 +58,7 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
     }
     let options = BuildOptions {
         assume_injected: false,
+        native_sidecars: Some(ctx.stores.native_sidecars()),
         ..BuildOptions::default()
     };
     let snapshot = Snapshot::build(ctx.stores.objects(&ctx.mesh_readiness), &options)?;

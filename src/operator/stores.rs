@@ -18,6 +18,7 @@ use crate::api::k8s::{
     StatefulSet,
 };
 use crate::snapshot::{ClusterObject, ISTIO_SYSTEM_NAMESPACE};
+use k8s_openapi::api::core::v1::{Node, NodeStatus, NodeSystemInfo};
 
 /// A watch's stream of changed objects, which drives the controller.
 pub type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
@@ -79,6 +80,27 @@ fn strip_pod(pod: &mut Pod) {
     }
 }
 
+/// Nodes: only the kubelet version is read (for istiod's native-sidecar default).
+fn strip_node(node: &mut Node) {
+    strip_meta(node);
+    node.metadata.labels = None;
+    node.metadata.annotations = None;
+    node.spec = None;
+    let kubelet_version = node
+        .status
+        .as_ref()
+        .and_then(|s| s.node_info.as_ref())
+        .map(|i| i.kubelet_version.clone())
+        .unwrap_or_default();
+    node.status = Some(NodeStatus {
+        node_info: Some(NodeSystemInfo {
+            kubelet_version,
+            ..NodeSystemInfo::default()
+        }),
+        ..NodeStatus::default()
+    });
+}
+
 /// ConfigMaps in istio-system: only the mesh config and injector values are read.
 fn strip_config_map(cm: &mut ConfigMap) {
     strip_meta(cm);
@@ -130,6 +152,7 @@ pub struct Stores {
     pub destination_rules: Store<DestinationRule>,
     pub virtual_services: Store<VirtualService>,
     pub envoy_filters: Store<EnvoyFilter>,
+    pub nodes: Store<Node>,
     pub istio: IstioPresence,
 }
 
@@ -149,6 +172,8 @@ pub struct ChangeStreams {
     pub destination_rules: Changes<DestinationRule>,
     pub virtual_services: Changes<VirtualService>,
     pub envoy_filters: Changes<EnvoyFilter>,
+    /// Not a trigger (kubelets heartbeat): only keeps the node store current.
+    pub nodes: Changes<Node>,
 }
 
 impl Stores {
@@ -174,6 +199,7 @@ impl Stores {
         let (destination_rules, dr) = reflect(Api::all(all()), strip_meta, Some(&istio));
         let (virtual_services, vs) = reflect(Api::all(all()), strip_meta, Some(&istio));
         let (envoy_filters, ef) = reflect(Api::all(all()), strip_meta, Some(&istio));
+        let (nodes, node) = reflect(Api::all(all()), strip_node, None);
         let stores = Stores {
             namespaces,
             pods,
@@ -189,6 +215,7 @@ impl Stores {
             destination_rules,
             virtual_services,
             envoy_filters,
+            nodes,
             istio,
         };
         let streams = ChangeStreams {
@@ -206,6 +233,7 @@ impl Stores {
             destination_rules: dr,
             virtual_services: vs,
             envoy_filters: ef,
+            nodes: node,
         };
         (stores, streams)
     }
@@ -243,6 +271,44 @@ impl Stores {
             .collect()
     }
 
+    /// istiod's native-sidecar setting: its `ENABLE_NATIVE_SIDECARS`, else (unset or `auto`) its
+    /// version and every node's kubelet version decide.
+    pub fn native_sidecars(&self) -> bool {
+        let istiod = self.deployments.state().into_iter().find(|d| {
+            d.metadata.namespace.as_deref() == Some(ISTIO_SYSTEM_NAMESPACE)
+                && d.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n == "istiod" || n.starts_with("istiod-"))
+        });
+        let discovery = istiod.as_ref().and_then(|d| {
+            let spec = d.spec.as_ref()?.template.spec.as_ref()?;
+            spec.containers
+                .iter()
+                .find(|c| c.name == "discovery")
+                .cloned()
+        });
+        let env = discovery.as_ref().and_then(|c| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "ENABLE_NATIVE_SIDECARS")
+                .and_then(|e| e.value.clone())
+        });
+        let version = discovery
+            .as_ref()
+            .and_then(|c| c.image.as_deref())
+            .and_then(crate::istio::sidecar::minor_version);
+        let kubelets: Vec<(u32, u32)> = self
+            .nodes
+            .state()
+            .iter()
+            .filter_map(|n| n.status.as_ref()?.node_info.as_ref())
+            .filter_map(|i| crate::istio::sidecar::minor_version(&i.kubelet_version))
+            .collect();
+        crate::istio::sidecar::istiod_native_sidecars(env.as_deref(), version, &kubelets)
+    }
+
     /// Resolves once every Kubernetes watch has delivered its first list. The Istio watches are
     /// not waited for: their CRDs may be absent, which the reconcile reports instead.
     pub async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
@@ -255,6 +321,7 @@ impl Stores {
         self.jobs.wait_until_ready().await?;
         self.cron_jobs.wait_until_ready().await?;
         self.services.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
         self.config_maps.wait_until_ready().await
     }
 }
