@@ -21,6 +21,9 @@ use serde::Serialize;
 
 pub use catalogue::{Code, Family, Severity, UnknownCode};
 pub use context::Context;
+// Read by the remediation planner, which mitigates exactly what these checks find.
+pub use retries::{is_mesh_bound, virtual_services_for};
+pub use timeouts::{KeepAliveSource, Mismatch, keep_alive_mismatch, recommended_idle_timeout};
 
 use crate::snapshot::{Meta, ObjectRef, Snapshot};
 
