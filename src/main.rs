@@ -40,6 +40,7 @@ fn run_controller(args: &cli::ControllerArgs) -> ExitCode {
     match runtime.block_on(meshready::operator::serve(
         args.operator_namespace.clone(),
         args.debounce_ms,
+        args.admin_address,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

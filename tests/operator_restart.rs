@@ -6,7 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{apply_yaml, control_plane, eventually, operator, start_operator};
+use support::{
+    apply_yaml, control_plane, eventually, http_get, local_address, operator, start_operator,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_writes_nothing_new() {
@@ -34,7 +36,8 @@ async fn a_restarted_operator_writes_nothing_new() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let settled = writes();
 
-    let second = start_operator(plane);
+    let admin = local_address();
+    let second = start_operator(plane, Some(admin));
     let reconciles = || {
         second
             .reconcile_duration
@@ -53,5 +56,25 @@ async fn a_restarted_operator_writes_nothing_new() {
         settled,
         "the new instance wrote: {:#?}",
         plane.operator_writes(|e| e["objectRef"]["namespace"] == "t-restart")
+    );
+
+    // Its admin server: alive, ready once synced, and metrics read from its caches.
+    assert_eq!(http_get(admin, "/healthz").map(|r| r.0), Some(200));
+    assert_eq!(http_get(admin, "/readyz").map(|r| r.0), Some(200));
+    let (code, metrics) = http_get(admin, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for series in [
+        r#"meshreadiness_findings{code="MR201",namespace="t-restart",severity="Warning"} 1"#,
+        r#"meshreadiness_ready{name="ready",namespace="t-restart"} 1"#,
+        "meshreadiness_reconcile_duration_seconds_count",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from:\n{metrics}"
+        );
+    }
+    assert!(
+        !metrics.contains("meshreadiness_api_writes_total{kind=\"MeshReadiness\""),
+        "it wrote nothing"
     );
 }

@@ -223,7 +223,9 @@ fn duplicate_policies(cx: &Context, out: &mut Findings) {
             continue;
         }
         wide.sort_by(|a, b| oldest_first(&a.meta, &b.meta));
-        let (winner, losers) = wide.split_first().expect("at least two policies");
+        let Some((winner, losers)) = wide.split_first() else {
+            continue;
+        };
         let scope = if ns == root {
             "mesh-wide"
         } else {

@@ -45,6 +45,10 @@ pub struct ControllerArgs {
     /// Changes within this many milliseconds are folded into one reconcile.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub debounce_ms: u64,
+
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
+    pub admin_address: std::net::SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +84,14 @@ pub struct AnalyzeArgs {
     /// The operator's namespace: a MeshReadiness there may select namespaces by label.
     #[arg(long, value_name = "NS", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
+
+    /// Print what `remediation.mode: Apply` would create: YAML documents ready to commit, or
+    /// with `-o json` a `remediations` list beside the findings. Follows the remediation flags
+    /// of the input's MeshReadiness objects; with none in the input, every namespace gets all
+    /// three kinds with the default settings (as if a MeshReadiness named `default` allowed
+    /// them). The exit code still follows the findings and --fail-on.
+    #[arg(long)]
+    pub plan: bool,
 }
 
 #[derive(Debug, Args)]

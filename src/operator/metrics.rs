@@ -18,21 +18,21 @@ impl Metrics {
         let registry = Registry::new();
         let api_writes = IntCounterVec::new(
             Opts::new(
-                "meshready_api_writes_total",
+                "meshreadiness_api_writes_total",
                 "Writes to the API server, by kind and verb",
             ),
             &["kind", "verb"],
         )?;
         let reconcile_errors = IntCounterVec::new(
             Opts::new(
-                "meshready_reconcile_errors_total",
+                "meshreadiness_reconcile_errors_total",
                 "Failed reconciles, by reason",
             ),
             &["reason"],
         )?;
         let reconcile_duration = HistogramVec::new(
             HistogramOpts::new(
-                "meshready_reconcile_duration_seconds",
+                "meshreadiness_reconcile_duration_seconds",
                 "Time spent in one reconcile",
             )
             .buckets(vec![0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),

@@ -7,6 +7,7 @@ mod error;
 mod events;
 pub mod metrics;
 mod reconcile;
+mod server;
 pub mod status;
 mod stores;
 
@@ -36,6 +37,8 @@ pub struct Options {
     pub operator_namespace: String,
     /// Changes within this window are folded into one reconcile.
     pub debounce: Duration,
+    /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` serves nothing.
+    pub admin_address: Option<std::net::SocketAddr>,
 }
 
 /// Which MeshReadiness objects a change in a namespace concerns: those in it, and the
@@ -94,7 +97,11 @@ pub const DEFAULT_OPERATOR_NAMESPACE: &str = "meshreadiness-system";
 
 /// `meshready controller`: connects with the usual kubeconfig or in-cluster config and runs the
 /// controller until SIGTERM or Ctrl-C.
-pub async fn serve(operator_namespace: Option<String>, debounce_ms: u64) -> Result<()> {
+pub async fn serve(
+    operator_namespace: Option<String>,
+    debounce_ms: u64,
+    admin_address: std::net::SocketAddr,
+) -> Result<()> {
     let config = kube::Config::infer()
         .await
         .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
@@ -110,6 +117,7 @@ pub async fn serve(operator_namespace: Option<String>, debounce_ms: u64) -> Resu
     let options = Options {
         operator_namespace,
         debounce: Duration::from_millis(debounce_ms),
+        admin_address: Some(admin_address),
     };
     run(client, options, metrics::Metrics::new()?, shutdown_signal()).await
 }
@@ -196,6 +204,11 @@ pub async fn run(
     });
     // Nodes only feed their store; they trigger nothing.
     tokio::spawn(streams_nodes.for_each(|_| std::future::ready(())));
+    let collector = server::StateCollector::new(Arc::clone(&context))?;
+    context.metrics.registry.register(Box::new(collector))?;
+    if let Some(address) = options.admin_address {
+        server::serve(address, Arc::clone(&context)).await?;
+    }
     let syncing = Arc::clone(&context);
     tokio::spawn(async move { syncing.sync().await });
     tracing::info!(operator_namespace = %context.operator_namespace, "controller starting");

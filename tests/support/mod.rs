@@ -478,12 +478,15 @@ impl ControlPlane {
 /// Returns its metrics.
 pub fn operator(plane: &'static ControlPlane) -> &'static meshready::operator::metrics::Metrics {
     static STARTED: OnceLock<meshready::operator::metrics::Metrics> = OnceLock::new();
-    STARTED.get_or_init(|| start_operator(plane))
+    STARTED.get_or_init(|| start_operator(plane, None))
 }
 
 /// Starts one more operator instance (as after a restart, or a second replica), on its own
 /// thread and runtime. It runs until the test binary exits.
-pub fn start_operator(plane: &'static ControlPlane) -> meshready::operator::metrics::Metrics {
+pub fn start_operator(
+    plane: &'static ControlPlane,
+    admin_address: Option<std::net::SocketAddr>,
+) -> meshready::operator::metrics::Metrics {
     let metrics = meshready::operator::metrics::Metrics::new().unwrap();
     let shared = metrics.clone();
     std::thread::Builder::new()
@@ -511,6 +514,7 @@ pub fn start_operator(plane: &'static ControlPlane) -> meshready::operator::metr
                 let options = meshready::operator::Options {
                     operator_namespace: OPERATOR_NAMESPACE.to_string(),
                     debounce: Duration::from_millis(200),
+                    admin_address,
                 };
                 meshready::operator::run(client, options, shared, std::future::pending())
                     .await
@@ -538,4 +542,24 @@ where
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A free port on 127.0.0.1, for an admin server.
+pub fn local_address() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A plain HTTP/1.0 GET: the status code and the body.
+pub fn http_get(address: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
 }
