@@ -9,4 +9,5 @@ pub mod checks;
 pub mod cli;
 pub mod istio;
 pub mod operator;
+pub mod remediation;
 pub mod snapshot;

@@ -534,3 +534,526 @@ fn committed_crd_is_current() {
          (cargo run -- crd > crds/meshreadiness.yaml) and commit the result"
     );
 }
+
+// --- `analyze --plan` ---------------------------------------------------------------------------
+
+/// One namespace that needs all three remediations: mesh-wide STRICT with a plaintext caller in
+/// `shop` (MR301 on `api`), and Service `api` with a 60s app idle timeout (MR601, MR701).
+const NEEDS_ALL: &str = "\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec: {mtls: {mode: STRICT}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: shop/api, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: legacy, namespace: shop}
+spec:
+  selector: {matchLabels: {app: legacy}}
+  template:
+    metadata: {labels: {app: legacy, sidecar.istio.io/inject: 'false'}}
+    spec: {containers: [{name: legacy, image: shop/legacy}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop, annotations: {meshreadiness.io/app-idle-timeout: 60s}}
+spec:
+  selector: {app: api}
+  ports:
+  - {name: http, port: 80, targetPort: http}
+  - {name: grpc-admin, port: 9000, targetPort: 9000}
+";
+
+/// The YAML documents of a `--plan` run (comments and empty documents dropped).
+fn documents(run: &Run) -> Vec<Value> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&run.stdout)
+        .unwrap_or_else(|e| panic!("--plan output is not YAML: {e}\n{}", run.stdout));
+    docs.into_iter().filter(|d| !d.is_null()).collect()
+}
+
+fn by_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+#[test]
+fn plan_prints_the_three_objects_as_yaml() {
+    let run = run(&["analyze", "-f", "-", "--plan"], NEEDS_ALL);
+    assert_eq!(
+        run.code, 1,
+        "the MR301 Error still fails the run: {}",
+        run.stderr
+    );
+    let docs = documents(&run);
+    assert_eq!(docs.len(), 3, "{}", run.stdout);
+    for doc in &docs {
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "meshreadiness",
+            "{doc}"
+        );
+        // No MeshReadiness in the input: the implicit `default` in each namespace.
+        assert_eq!(labels["meshreadiness.io/owner"], "shop.default", "{doc}");
+        assert_eq!(doc["metadata"]["namespace"], "shop");
+        assert!(
+            doc["metadata"].get("ownerReferences").is_none(),
+            "no uid offline"
+        );
+    }
+
+    let pa = by_kind(&docs, "PeerAuthentication");
+    assert_eq!(pa.len(), 1);
+    assert_eq!(pa[0]["apiVersion"], "security.istio.io/v1");
+    assert_eq!(pa[0]["metadata"]["name"], "meshreadiness-permissive");
+    assert_eq!(
+        pa[0]["spec"],
+        serde_json::json!({"mtls": {"mode": "PERMISSIVE"}})
+    );
+
+    let dr = by_kind(&docs, "DestinationRule");
+    assert_eq!(dr.len(), 1);
+    assert_eq!(dr[0]["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(dr[0]["metadata"]["name"], "api-meshreadiness");
+    assert_eq!(dr[0]["spec"]["host"], "api.shop.svc.cluster.local");
+    let pool = &dr[0]["spec"]["trafficPolicy"]["connectionPool"];
+    assert_eq!(pool["http"]["idleTimeout"], "54s");
+    assert_eq!(pool["tcp"]["idleTimeout"], "54s");
+
+    let vs = by_kind(&docs, "VirtualService");
+    assert_eq!(vs.len(), 1);
+    assert_eq!(vs[0]["apiVersion"], "networking.istio.io/v1");
+    assert_eq!(vs[0]["metadata"]["name"], "api-meshreadiness");
+    assert_eq!(
+        vs[0]["spec"]["hosts"],
+        serde_json::json!(["api.shop.svc.cluster.local"])
+    );
+    assert!(vs[0]["spec"].get("gateways").is_none(), "the mesh only");
+    let http = vs[0]["spec"]["http"].as_array().expect("http routes");
+    assert_eq!(http.len(), 2);
+    let methods: Vec<&str> = http[0]["match"]
+        .as_array()
+        .expect("method matches")
+        .iter()
+        .map(|m| m["method"]["exact"].as_str().expect("exact method"))
+        .collect();
+    assert_eq!(methods, ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+    assert!(
+        http[1].get("match").is_none(),
+        "the second route is the catch-all"
+    );
+    let defaults = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
+    for (route, extra) in http.iter().zip(["reset", "reset-before-request"]) {
+        assert_eq!(route["retries"]["attempts"], 2);
+        assert_eq!(route["retries"]["retryOn"], format!("{defaults},{extra}"));
+        // No port: each of the Service's ports routes to itself.
+        assert_eq!(
+            route["route"],
+            serde_json::json!([{"destination": {"host": "api.shop.svc.cluster.local"}}])
+        );
+    }
+}
+
+#[test]
+fn plan_json_lists_remediations_beside_findings() {
+    let blocked_vs = "---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: shop}
+spec: {hosts: [api], http: [{route: [{destination: {host: api}}]}]}
+";
+    let input = format!("{NEEDS_ALL}{blocked_vs}");
+    let run = run(&["analyze", "-f", "-", "--plan", "-o", "json"], &input);
+    assert_eq!(run.code, 1);
+    let report = json(&run);
+    assert!(!codes(&report).is_empty(), "findings stay");
+    let remediations = report["remediations"].as_array().expect("remediations");
+    assert_eq!(remediations.len(), 3, "{report:#}");
+    for r in remediations {
+        assert!(
+            matches!(r["state"].as_str(), Some("Planned" | "Blocked")),
+            "{r}"
+        );
+        assert!(r["reason"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+        assert!(
+            r["object"]["apiVersion"].is_string() && r["object"]["kind"].is_string(),
+            "{r}"
+        );
+        assert_eq!(r["object"]["kind"], r["kind"]);
+        assert_eq!(r["object"]["metadata"]["name"], r["name"]);
+        assert!(
+            r["mitigates"].as_array().is_some_and(|m| !m.is_empty()),
+            "{r}"
+        );
+    }
+    let vs = remediations
+        .iter()
+        .find(|r| r["kind"] == "VirtualService")
+        .expect("the VirtualService");
+    assert_eq!(vs["state"], "Blocked");
+    let reason = vs["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("kubectl -n shop patch virtualservice api --type json"),
+        "{reason}"
+    );
+    // Without --plan there is no `remediations` key.
+    let plain = json(&run_plain(&input));
+    assert!(plain.get("remediations").is_none());
+}
+
+fn run_plain(input: &str) -> Run {
+    run(&["analyze", "-f", "-", "-o", "json"], input)
+}
+
+#[test]
+fn plan_follows_the_flags_of_the_input_meshreadiness() {
+    let only_idle = "---
+apiVersion: meshreadiness.io/v1alpha1
+kind: MeshReadiness
+metadata: {name: ready, namespace: shop}
+spec: {remediation: {mode: DryRun, idleTimeout: true}}
+";
+    let out = run(
+        &["analyze", "-f", "-", "--plan"],
+        &format!("{NEEDS_ALL}{only_idle}"),
+    );
+    let docs = documents(&out);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["DestinationRule"], "{}", out.stdout);
+    assert_eq!(
+        docs[0]["metadata"]["labels"]["meshreadiness.io/owner"],
+        "shop.ready"
+    );
+    // Mode Off with every flag: --plan shows what Apply would create.
+    let off = "---
+apiVersion: meshreadiness.io/v1alpha1
+kind: MeshReadiness
+metadata: {name: ready, namespace: shop}
+spec: {remediation: {permissiveMtls: true, idleTimeout: true, resetRetries: true, retryAttempts: 4}}
+";
+    let out = run(
+        &["analyze", "-f", "-", "--plan"],
+        &format!("{NEEDS_ALL}{off}"),
+    );
+    let docs = documents(&out);
+    assert_eq!(docs.len(), 3, "{}", out.stdout);
+    let vs = by_kind(&docs, "VirtualService");
+    assert_eq!(vs[0]["spec"]["http"][0]["retries"]["attempts"], 4);
+    // No flag: nothing, and the YAML says so.
+    let none = "---
+apiVersion: meshreadiness.io/v1alpha1
+kind: MeshReadiness
+metadata: {name: ready, namespace: shop}
+spec: {}
+";
+    let out = run(
+        &["analyze", "-f", "-", "--plan"],
+        &format!("{NEEDS_ALL}{none}"),
+    );
+    assert!(documents(&out).is_empty(), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("# Nothing to create."),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn plan_keeps_the_exit_code_and_refuses_sarif() {
+    for args in [
+        vec!["analyze", "-f", "-"],
+        vec!["analyze", "-f", "-", "--plan"],
+        vec!["analyze", "-f", "-", "--plan", "-o", "json"],
+    ] {
+        assert_eq!(run(&args, NEEDS_ALL).code, 1, "{args:?}");
+        let mut never = args.clone();
+        never.extend(["--fail-on", "never"]);
+        assert_eq!(run(&never, NEEDS_ALL).code, 0, "{never:?}");
+    }
+    let sarif = run(&["analyze", "-f", "-", "--plan", "-o", "sarif"], NEEDS_ALL);
+    assert_eq!(sarif.code, 2);
+    assert!(sarif.stderr.contains("--plan"), "{}", sarif.stderr);
+}
+
+// --- planned objects against Istio's real CRD schemas ------------------------------------------
+
+/// Istio's CRDs as `make envtest` caches them, else the shared fixture; `None` (with a message)
+/// where neither is present.
+fn istio_crds() -> Option<Vec<Value>> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = std::env::var_os("MESHREADY_ENVTEST") {
+        candidates.push(PathBuf::from(dir).join("istio-crds.yaml"));
+    }
+    let cache = std::env::var_os("MESHREADY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/meshready")));
+    if let Some(Ok(entries)) = cache.map(|c| std::fs::read_dir(c.join("envtest"))) {
+        let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        dirs.sort();
+        candidates.extend(dirs.into_iter().rev().map(|d| d.join("istio-crds.yaml")));
+    }
+    candidates
+        .push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/istio-crds.yaml"));
+    let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
+        eprintln!("skipped: Istio's CRDs not found (run `make envtest`)");
+        return None;
+    };
+    let text = std::fs::read_to_string(&path).expect("readable CRDs");
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).expect("CRD YAML");
+    Some(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// The openAPIV3Schema Istio serves for an object's apiVersion and kind.
+fn schema_of<'a>(crds: &'a [Value], object: &Value) -> &'a Value {
+    let api_version = object["apiVersion"].as_str().expect("apiVersion");
+    let (group, version) = api_version.split_once('/').expect("group/version");
+    let crd = crds
+        .iter()
+        .find(|c| c["spec"]["group"] == group && c["spec"]["names"]["kind"] == object["kind"])
+        .unwrap_or_else(|| panic!("no CRD for {api_version} {}", object["kind"]));
+    let served = crd["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .find(|v| v["name"] == version && v["served"] == true)
+        .unwrap_or_else(|| panic!("{api_version} is not served"));
+    &served["schema"]["openAPIV3Schema"]
+}
+
+/// Structural validation as the API server does it before CEL: types, unknown fields (refused
+/// under strict field validation), required fields, enums, bounds and oneOf/anyOf/not.
+fn structural(schema: &Value, value: &Value, path: &str, errors: &mut Vec<String>) {
+    let flag = |key: &str| schema.get(key) == Some(&Value::Bool(true));
+    if value.is_null() && flag("nullable") {
+        return;
+    }
+    if flag("x-kubernetes-int-or-string") {
+        if !(value.is_i64() || value.is_u64() || value.is_string()) {
+            errors.push(format!("{path}: not an int or string"));
+        }
+        return;
+    }
+    let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
+    match schema.get("type").and_then(Value::as_str) {
+        Some("object") => {
+            let Some(map) = value.as_object() else {
+                return errors.push(format!("{path}: not an object"));
+            };
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, item) in map {
+                let at = format!("{path}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(sub), _) => structural(sub, item, &at, errors),
+                    (None, Some(sub)) if sub.is_object() => structural(sub, item, &at, errors),
+                    (None, Some(Value::Bool(true))) => {}
+                    _ if flag("x-kubernetes-preserve-unknown-fields") => {}
+                    _ => errors.push(format!("{at}: unknown field")),
+                }
+            }
+            if bound("minProperties").is_some_and(|n| (map.len() as u64) < n)
+                || bound("maxProperties").is_some_and(|n| (map.len() as u64) > n)
+            {
+                errors.push(format!("{path}: property count out of bounds"));
+            }
+        }
+        Some("array") => {
+            let Some(items) = value.as_array() else {
+                return errors.push(format!("{path}: not an array"));
+            };
+            for (i, item) in items.iter().enumerate() {
+                if let Some(sub) = schema.get("items") {
+                    structural(sub, item, &format!("{path}[{i}]"), errors);
+                }
+            }
+            if bound("minItems").is_some_and(|n| (items.len() as u64) < n)
+                || bound("maxItems").is_some_and(|n| (items.len() as u64) > n)
+            {
+                errors.push(format!("{path}: item count out of bounds"));
+            }
+        }
+        Some("string") => match value.as_str() {
+            None => errors.push(format!("{path}: not a string")),
+            Some(s) => {
+                let len = s.chars().count() as u64;
+                if bound("maxLength").is_some_and(|n| len > n)
+                    || bound("minLength").is_some_and(|n| len < n)
+                {
+                    errors.push(format!("{path}: length out of bounds"));
+                }
+            }
+        },
+        Some("integer") => match value
+            .as_i64()
+            .map(i128::from)
+            .or(value.as_u64().map(i128::from))
+        {
+            None => errors.push(format!("{path}: not an integer")),
+            Some(n) => {
+                let limit = |key: &str| schema.get(key).and_then(Value::as_f64);
+                let int32 = schema.get("format") == Some(&Value::from("int32"));
+                if limit("minimum").is_some_and(|m| (n as f64) < m)
+                    || limit("maximum").is_some_and(|m| (n as f64) > m)
+                    || (int32 && i32::try_from(n).is_err())
+                {
+                    errors.push(format!("{path}: {n} out of bounds"));
+                }
+            }
+        },
+        Some("boolean") if !value.is_boolean() => errors.push(format!("{path}: not a boolean")),
+        Some("number") if !value.is_number() => errors.push(format!("{path}: not a number")),
+        _ => {}
+    }
+    if let (Some(required), Some(map)) = (
+        schema.get("required").and_then(Value::as_array),
+        value.as_object(),
+    ) {
+        for key in required.iter().filter_map(Value::as_str) {
+            if !map.contains_key(key) {
+                errors.push(format!("{path}.{key}: required"));
+            }
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        errors.push(format!("{path}: {value} not in {allowed:?}"));
+    }
+    let passes = |sub: &Value| {
+        let mut sub_errors = Vec::new();
+        structural(sub, value, path, &mut sub_errors);
+        sub_errors.is_empty()
+    };
+    if let Some(subs) = schema.get("oneOf").and_then(Value::as_array)
+        && subs.iter().filter(|s| passes(s)).count() != 1
+    {
+        errors.push(format!("{path}: must match exactly one of oneOf"));
+    }
+    if let Some(subs) = schema.get("anyOf").and_then(Value::as_array)
+        && !subs.iter().any(&passes)
+    {
+        errors.push(format!("{path}: must match one of anyOf"));
+    }
+    if let Some(subs) = schema.get("allOf").and_then(Value::as_array) {
+        for sub in subs {
+            structural(sub, value, path, errors);
+        }
+    }
+    if let Some(sub) = schema.get("not")
+        && passes(sub)
+    {
+        errors.push(format!("{path}: must not match `not`"));
+    }
+}
+
+/// What the API server would refuse in `object` (Istio's CRD schema and CEL rules), if anything.
+fn refusals(crds: &[Value], object: &Value) -> Vec<String> {
+    let schema = schema_of(crds, object);
+    let mut errors = Vec::new();
+    for key in ["apiVersion", "kind", "metadata", "spec"] {
+        assert!(object.get(key).is_some(), "{key} missing in {object}");
+    }
+    for key in object.as_object().expect("an object").keys() {
+        if !["apiVersion", "kind", "metadata", "spec"].contains(&key.as_str()) {
+            errors.push(format!("{key}: not expected at the top"));
+        }
+    }
+    structural(
+        &schema["properties"]["spec"],
+        &object["spec"],
+        "spec",
+        &mut errors,
+    );
+    if let Err(cel) = kube::core::cel::Validator::new().validate(schema, object, None) {
+        errors.push(format!("CEL: {cel:?}"));
+    }
+    errors
+}
+
+#[test]
+fn planned_objects_pass_istios_crd_schemas() {
+    let Some(crds) = istio_crds() else { return };
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let examples = examples.display().to_string();
+    let runs = [
+        run(&["analyze", "-f", "-", "--plan"], NEEDS_ALL),
+        run(&["analyze", "-f", &examples, "--plan"], ""),
+        run(&["analyze", "-f", "-", "--plan", "-o", "json"], NEEDS_ALL),
+    ];
+    let mut objects: Vec<Value> = documents(&runs[0]);
+    objects.extend(documents(&runs[1]));
+    // Blocked objects too: what the status shows must be writable as well.
+    let report = json(&runs[2]);
+    objects.extend(
+        report["remediations"]
+            .as_array()
+            .expect("remediations")
+            .iter()
+            .map(|r| r["object"].clone()),
+    );
+    assert!(objects.len() >= 8, "{objects:#?}");
+    for object in &objects {
+        let refused = refusals(&crds, object);
+        assert!(
+            refused.is_empty(),
+            "{object:#}\nwould be refused: {refused:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_check_refuses_what_the_api_server_refuses() {
+    let Some(crds) = istio_crds() else { return };
+    let docs = documents(&run(&["analyze", "-f", "-", "--plan"], NEEDS_ALL));
+    let pick = |kind: &str| by_kind(&docs, kind)[0].clone();
+    let broken: Vec<(&str, Value)> = vec![
+        ("CEL duration", {
+            let mut dr = pick("DestinationRule");
+            dr["spec"]["trafficPolicy"]["connectionPool"]["http"]["idleTimeout"] = "0s".into();
+            dr
+        }),
+        ("unknown field", {
+            let mut dr = pick("DestinationRule");
+            dr["spec"]["trafficPolicy"]["connectionPool"]["http"]["idle"] = "5s".into();
+            dr
+        }),
+        ("oneOf", {
+            let mut vs = pick("VirtualService");
+            vs["spec"]["http"][0]["match"][0]["method"]["prefix"] = "G".into();
+            vs
+        }),
+        ("required", {
+            let mut vs = pick("VirtualService");
+            vs["spec"]["http"][1]["route"][0]["destination"] =
+                serde_json::json!({"port": {"number": 80}});
+            vs
+        }),
+        ("enum", {
+            let mut pa = pick("PeerAuthentication");
+            pa["spec"]["mtls"]["mode"] = "LAX".into();
+            pa
+        }),
+        ("CEL rule on the spec", {
+            let mut pa = pick("PeerAuthentication");
+            pa["spec"]["portLevelMtls"] = serde_json::json!({"8080": {"mode": "DISABLE"}});
+            pa
+        }),
+    ];
+    for (what, object) in broken {
+        assert!(
+            !refusals(&crds, &object).is_empty(),
+            "{what} not caught: {object:#}"
+        );
+    }
+}

@@ -137,3 +137,66 @@ fn the_clean_namespace_stays_clean() {
         .collect();
     assert!(in_clean.is_empty(), "{in_clean:#?}");
 }
+
+#[test]
+fn plan_is_pinned() {
+    let (code, plan) = analyze(&["--plan"]);
+    assert_eq!(code, 1, "--plan keeps the exit code of the findings");
+    pinned("examples.plan.yaml", &plan);
+}
+
+/// `(state, kind, namespace, name)` of every remediation `--plan -o json` reports.
+fn remediations() -> BTreeSet<(String, String, String, String)> {
+    let (_, json) = analyze(&["--plan", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let s = |v: &serde_json::Value| v.as_str().unwrap().to_string();
+    report["remediations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                s(&r["state"]),
+                s(&r["kind"]),
+                s(&r["namespace"]),
+                s(&r["name"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn examples_readme_lists_what_plan_gives() {
+    let readme = std::fs::read_to_string(Path::new(ROOT).join("examples/README.md")).unwrap();
+    let section = readme
+        .split("## Remediation")
+        .nth(1)
+        .expect("a Remediation section in examples/README.md");
+    let mut listed = BTreeSet::new();
+    for line in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let namespace = cells[1].trim_matches('`');
+        for kind in ["PeerAuthentication", "DestinationRule", "VirtualService"] {
+            for after in cells[3].split(&format!("{kind} `")).skip(1) {
+                let (name, rest) = after.split_once('`').unwrap();
+                let state = rest.trim_start().strip_prefix("**").unwrap();
+                let state = state.split("**").next().unwrap();
+                listed.insert((
+                    state.to_string(),
+                    kind.to_string(),
+                    namespace.to_string(),
+                    name.to_string(),
+                ));
+            }
+        }
+    }
+    assert!(
+        !listed.is_empty(),
+        "the README's remediation table lists nothing"
+    );
+    assert_eq!(
+        listed,
+        remediations(),
+        "examples/README.md and --plan disagree"
+    );
+}

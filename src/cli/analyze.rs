@@ -3,13 +3,14 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
+use k8s_openapi::jiff::Timestamp;
 use tracing::warn;
 
 use crate::checks::{self, Finding};
 use crate::cli::args::{AnalyzeArgs, OutputFormat};
 use crate::cli::error::{Error, Position, Result};
 use crate::cli::report::Report;
-use crate::cli::{emit, load, render, scope};
+use crate::cli::{emit, load, plan, render, scope};
 use crate::istio::mesh::MeshConfig;
 use crate::snapshot::scope::selector_problem;
 use crate::snapshot::{BuildError, BuildOptions, ObjectRef, Snapshot};
@@ -33,6 +34,9 @@ impl Status {
 }
 
 pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Result<Status> {
+    if args.plan {
+        plan::check_format(args.output)?;
+    }
     let mut loaded = load::load(&args.files, &args.namespace, stdin)?;
     let options = BuildOptions {
         default_namespace: args.namespace.clone(),
@@ -66,23 +70,42 @@ pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Re
         Error::Config { at, source }
     })?;
     let (findings, namespaces) = run_checks(&snapshot, &args.operator_namespace);
-    let report = Report::new(findings, namespaces, |object| {
+    let planned = args.plan.then(|| {
+        plan::plan(
+            &snapshot,
+            &findings,
+            &args.operator_namespace,
+            Timestamp::now(),
+        )
+    });
+    let mut report = Report::new(findings, namespaces, |object| {
         loaded.origin(object).cloned()
     });
-    let text = match args.output {
-        OutputFormat::Table => render::table::report(&report),
-        OutputFormat::Json => render::json(&report)?,
-        OutputFormat::Yaml => render::yaml(&report)?,
-        OutputFormat::Sarif => {
-            let cwd = std::env::current_dir().ok();
-            render::json(&render::sarif::report(&report, cwd.as_deref()))?
+    let text = match (planned, args.output) {
+        (Some(planned), OutputFormat::Json) => {
+            report.remediations = Some(planned);
+            render::json(&report)?
         }
+        (Some(planned), _) => plan::yaml(&planned)?,
+        (None, format) => render_report(&report, format)?,
     };
     emit(out, &text)?;
     Ok(if report.fails(args.fail_on.threshold()) {
         Status::Failed
     } else {
         Status::Passed
+    })
+}
+
+fn render_report(report: &Report, format: OutputFormat) -> Result<String> {
+    Ok(match format {
+        OutputFormat::Table => render::table::report(report),
+        OutputFormat::Json => render::json(report)?,
+        OutputFormat::Yaml => render::yaml(report)?,
+        OutputFormat::Sarif => {
+            let cwd = std::env::current_dir().ok();
+            render::json(&render::sarif::report(report, cwd.as_deref()))?
+        }
     })
 }
 

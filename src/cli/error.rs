@@ -76,6 +76,9 @@ pub enum Error {
         source: ConfigError,
     },
 
+    #[error("{0}")]
+    Usage(String),
+
     #[error("writing the report: {0}")]
     Write(#[source] std::io::Error),
 

@@ -6,6 +6,7 @@ mod args;
 mod catalogue;
 mod error;
 mod load;
+mod plan;
 mod render;
 mod report;
 pub mod scope;
@@ -21,6 +22,7 @@ pub use args::{
 };
 pub use error::{Error, Result};
 pub use load::{Loaded, Origin, load};
+pub use plan::{IMPLICIT_NAME, PlanEntry};
 pub use report::{Report, ReportedFinding, Summary};
 
 /// `meshready checks`: the catalogue of finding codes.

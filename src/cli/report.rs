@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::checks::{Code, Finding, Severity};
 use crate::cli::load::Origin;
+use crate::cli::plan::PlanEntry;
 use crate::snapshot::ObjectRef;
 
 /// The JSON and YAML document. `findings[].{code, check, severity, object, message}` never change
@@ -16,6 +17,9 @@ pub struct Report {
     /// The namespaces checked.
     pub namespaces: BTreeSet<String>,
     pub summary: Summary,
+    /// With `--plan`: what `remediation.mode: Apply` would create, or why it may not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remediations: Option<Vec<PlanEntry>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -73,6 +77,7 @@ impl Report {
             findings,
             namespaces,
             summary,
+            remediations: None,
         }
     }
 

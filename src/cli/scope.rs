@@ -1,59 +1,28 @@
 //! Offline, which MeshReadiness speaks for each namespace, and the check requests that follow.
 //!
-//! A MeshReadiness covers what it would in a cluster ([`covers`]): its own namespace, or, when it
-//! sits in the operator's namespace and has a `namespaceSelector`, the namespaces whose labels
-//! match. Where two cover one namespace, the one in that namespace wins, else the oldest.
+//! A MeshReadiness covers what it would in a cluster
+//! ([`covers`](crate::snapshot::scope::covers)): its own namespace, or, when it sits in the
+//! operator's namespace and has a `namespaceSelector`, the namespaces whose labels match. Where
+//! two cover one namespace, the one in that namespace wins, else the oldest.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::checks::{CheckRequest, Code};
-use crate::snapshot::scope::{covers, selector_problem};
-use crate::snapshot::{Labels, MeshReadinessInfo, Meta, Snapshot};
+use crate::snapshot::{MeshReadinessInfo, Snapshot};
 
-/// Oldest first: objects with a creationTimestamp before those without, then by namespace and
-/// name.
-fn age_order(a: &Meta, b: &Meta) -> std::cmp::Ordering {
-    let key = |m: &Meta| (m.creation.is_none(), m.creation.clone());
-    key(a)
-        .cmp(&key(b))
-        .then_with(|| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)))
-}
-
-/// A selector Kubernetes would refuse makes the object cover nothing, as in a cluster.
-fn usable(mr: &MeshReadinessInfo) -> bool {
-    mr.spec
-        .namespace_selector
-        .as_ref()
-        .and_then(selector_problem)
-        .is_none()
-}
-
-/// The MeshReadiness that speaks for each of `namespaces`, if any covers it.
+/// The MeshReadiness that speaks for each of `namespaces`, if any covers it: the one in that
+/// namespace, else the oldest. The same rule decides who remediates there.
 pub fn assign<'a>(
     snapshot: &'a Snapshot,
     namespaces: &BTreeSet<String>,
     operator_namespace: &str,
 ) -> BTreeMap<String, &'a MeshReadinessInfo> {
-    let no_labels = Labels::new();
-    namespaces
-        .iter()
-        .filter_map(|ns| {
-            let labels = snapshot
-                .namespace(ns)
-                .map_or(&no_labels, |n| &n.meta.labels);
-            let winner = snapshot
-                .mesh_readiness
-                .iter()
-                .filter(|mr| usable(mr) && covers(mr, ns, labels, operator_namespace))
-                .min_by(|a, b| {
-                    let own = |mr: &MeshReadinessInfo| mr.meta.namespace != *ns;
-                    own(a)
-                        .cmp(&own(b))
-                        .then_with(|| age_order(&a.meta, &b.meta))
-                })?;
-            Some((ns.clone(), winner))
-        })
-        .collect()
+    crate::remediation::owners(
+        &snapshot.mesh_readiness,
+        snapshot,
+        namespaces,
+        operator_namespace,
+    )
 }
 
 /// One request per set of disabled codes, covering `namespaces`; app idle timeouts come from
@@ -99,6 +68,7 @@ mod tests {
     use crate::api::k8s::{LabelSelector, Time};
     use crate::api::{AppIdleTimeout, MeshReadinessSpec};
     use crate::snapshot::scope::selector_matches;
+    use crate::snapshot::{Labels, Meta};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     use std::time::Duration;
 

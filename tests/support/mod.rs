@@ -450,6 +450,29 @@ impl ControlPlane {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// `kubectl --kubeconfig <this plane> ARGS` with `stdin` piped in (for `-f -`). Never panics
+    /// on a failed command: the caller reads the status, stdout and stderr (where kubectl prints
+    /// the API server's warnings).
+    pub fn kubectl_with_stdin(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl is installed");
+        // Written from a thread: a large input must not block while kubectl's output fills up.
+        let mut input = child.stdin.take().unwrap();
+        let text = stdin.to_string();
+        let writer = std::thread::spawn(move || input.write_all(text.as_bytes()));
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
+        out
+    }
+
     /// Audited writes (create, update, patch, delete) by the operator (its User-Agent)
     /// that match `filter`, as JSON lines.
     pub fn operator_writes(
