@@ -499,7 +499,8 @@ fn the_deployment_runs_the_operator_as_it_expects() {
     let docs = documents(&kustomize("default"));
     let deployment = find(&docs, "Deployment", "meshready");
     assert_eq!(deployment["metadata"]["namespace"], OPERATOR_NAMESPACE);
-    assert_eq!(deployment["spec"]["replicas"], 2);
+    // One until leader election exists: two replicas would both write.
+    assert_eq!(deployment["spec"]["replicas"], 1);
     let template = &deployment["spec"]["template"];
     let pod = &template["spec"];
     let containers = pod["containers"].as_array().unwrap();
