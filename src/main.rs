@@ -41,6 +41,7 @@ fn run_controller(args: &cli::ControllerArgs) -> ExitCode {
         args.operator_namespace.clone(),
         args.debounce_ms,
         args.admin_address,
+        args.leader_elect,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

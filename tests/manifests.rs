@@ -499,15 +499,15 @@ fn the_deployment_runs_the_operator_as_it_expects() {
     let docs = documents(&kustomize("default"));
     let deployment = find(&docs, "Deployment", "meshready");
     assert_eq!(deployment["metadata"]["namespace"], OPERATOR_NAMESPACE);
-    // One until leader election exists: two replicas would both write.
-    assert_eq!(deployment["spec"]["replicas"], 1);
+    // Two, with a Lease electing the writer.
+    assert_eq!(deployment["spec"]["replicas"], 2);
     let template = &deployment["spec"]["template"];
     let pod = &template["spec"];
     let containers = pod["containers"].as_array().unwrap();
     assert_eq!(containers.len(), 1);
     let c = &containers[0];
     assert_eq!(c["image"], "ghcr.io/meshready/meshready:0.1.0");
-    assert_eq!(c["args"], json!(["controller"]));
+    assert_eq!(c["args"], json!(["controller", "--leader-elect"]));
 
     let env: BTreeMap<&str, &str> = c["env"]
         .as_array()

@@ -46,6 +46,10 @@ pub struct ControllerArgs {
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub debounce_ms: u64,
 
+    /// Elect one writer among replicas with a Lease (`meshready-leader`) in the operator namespace.
+    #[arg(long)]
+    pub leader_elect: bool,
+
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
     pub admin_address: std::net::SocketAddr,

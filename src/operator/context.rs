@@ -31,9 +31,16 @@ pub struct Context {
     /// Every watch has delivered its first list and Istio's presence is known. Until then a
     /// reconcile would judge a partial cache (and, say, flip Ready on every restart).
     pub synced: AtomicBool,
+    /// This replica holds the leader lease (always true without leader election).
+    pub leader: std::sync::Arc<AtomicBool>,
 }
 
 impl Context {
+    /// Only the leader writes.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::Acquire)
     }

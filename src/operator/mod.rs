@@ -5,6 +5,7 @@
 mod context;
 mod error;
 mod events;
+pub mod leader;
 pub mod metrics;
 mod reconcile;
 mod server;
@@ -12,6 +13,7 @@ pub mod status;
 mod stores;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -39,6 +41,8 @@ pub struct Options {
     pub debounce: Duration,
     /// Where to serve `/metrics`, `/healthz` and `/readyz`; `None` serves nothing.
     pub admin_address: Option<std::net::SocketAddr>,
+    /// Elect one writer among replicas; `None` writes at once (a single replica).
+    pub leader_election: Option<leader::LeaderElection>,
 }
 
 /// Which MeshReadiness objects a change in a namespace concerns: those in it, and the
@@ -101,6 +105,7 @@ pub async fn serve(
     operator_namespace: Option<String>,
     debounce_ms: u64,
     admin_address: std::net::SocketAddr,
+    leader_elect: bool,
 ) -> Result<()> {
     let config = kube::Config::infer()
         .await
@@ -114,10 +119,17 @@ pub async fn serve(
         })
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| DEFAULT_OPERATOR_NAMESPACE.to_string());
+    let leader_election = leader_elect.then(|| leader::LeaderElection {
+        namespace: operator_namespace.clone(),
+        name: "meshready-leader".to_string(),
+        identity: std::env::var("POD_NAME")
+            .unwrap_or_else(|_| format!("meshready-{}", std::process::id())),
+    });
     let options = Options {
         operator_namespace,
         debounce: Duration::from_millis(debounce_ms),
         admin_address: Some(admin_address),
+        leader_election,
     };
     run(client, options, metrics::Metrics::new()?, shutdown_signal()).await
 }
@@ -201,7 +213,11 @@ pub async fn run(
         operator_namespace: options.operator_namespace,
         reported: Default::default(),
         synced: Default::default(),
+        leader: Arc::new(AtomicBool::new(options.leader_election.is_none())),
     });
+    if let Some(election) = options.leader_election {
+        tokio::spawn(election.run(context.client.clone(), Arc::clone(&context.leader)));
+    }
     // Nodes only feed their store; they trigger nothing.
     tokio::spawn(streams_nodes.for_each(|_| std::future::ready(())));
     let collector = server::StateCollector::new(Arc::clone(&context))?;

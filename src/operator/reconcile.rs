@@ -122,7 +122,8 @@ async fn write_status(
 const SYNC_WAIT: Duration = Duration::from_millis(500);
 
 pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Action> {
-    if !ctx.is_synced() {
+    // A standby keeps its caches warm and looks again soon, to take over quickly.
+    if !ctx.is_synced() || !ctx.is_leader() {
         return Ok(Action::requeue(SYNC_WAIT));
     }
     let _timer = ctx.metrics.time_reconcile();
@@ -136,6 +137,10 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
     let desired = status::desired(&mr.spec, mr.metadata.generation, &outcome, previous, &now);
     let changed = status::changed(previous, &desired);
     tracing::debug!(%namespace, %name, changed, ready = ?status::ready(&desired).map(|c| &c.reason), "evaluated");
+    // Leadership may have been lost while evaluating: a former leader never writes.
+    if !ctx.is_leader() {
+        return Ok(Action::requeue(SYNC_WAIT));
+    }
     if changed {
         write_status(&ctx, &namespace, &name, &desired).await?;
     }

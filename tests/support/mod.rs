@@ -510,6 +510,17 @@ pub fn start_operator(
     plane: &'static ControlPlane,
     admin_address: Option<std::net::SocketAddr>,
 ) -> meshready::operator::metrics::Metrics {
+    start_operator_with(plane, admin_address, None, std::future::pending())
+}
+
+/// An operator instance with leader election, until `shutdown` resolves. Its runtime is then
+/// dropped with every task on it, as when a process dies: the lease is not released.
+pub fn start_operator_with(
+    plane: &'static ControlPlane,
+    admin_address: Option<std::net::SocketAddr>,
+    leader_election: Option<meshready::operator::leader::LeaderElection>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> meshready::operator::metrics::Metrics {
     let metrics = meshready::operator::metrics::Metrics::new().unwrap();
     let shared = metrics.clone();
     std::thread::Builder::new()
@@ -538,11 +549,13 @@ pub fn start_operator(
                     operator_namespace: OPERATOR_NAMESPACE.to_string(),
                     debounce: Duration::from_millis(200),
                     admin_address,
+                    leader_election,
                 };
-                meshready::operator::run(client, options, shared, std::future::pending())
+                meshready::operator::run(client, options, shared, shutdown)
                     .await
                     .unwrap();
             });
+            runtime.shutdown_background();
         })
         .unwrap();
     metrics
