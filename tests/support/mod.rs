@@ -374,6 +374,34 @@ pub async fn install_crd(client: &Client, crd: CustomResourceDefinition) {
     .await
     .expect("CRD established in 60s")
     .unwrap();
+    // Established is not yet served: the resource's handler is installed a moment later, and a
+    // watcher that lists too early backs off for many seconds. Wait until a list answers.
+    let version = crd
+        .spec
+        .versions
+        .iter()
+        .find(|v| v.storage)
+        .map_or_else(|| crd.spec.versions[0].name.clone(), |v| v.name.clone());
+    let resource = kube::api::ApiResource {
+        group: crd.spec.group.clone(),
+        version: version.clone(),
+        api_version: format!("{}/{version}", crd.spec.group),
+        kind: crd.spec.names.kind.clone(),
+        plural: crd.spec.names.plural.clone(),
+    };
+    let served: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while served
+        .list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{name} not served 30s after Established"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn create_namespace(client: &Client, name: &str) {
