@@ -76,12 +76,11 @@ impl Router {
             .filter(|mr| {
                 mr.namespace().as_deref() == Some(namespace)
                     || (mr.namespace().as_deref() == Some(self.operator_namespace.as_str())
-                        && mr.spec.namespace_selector.is_some()
-                        && mr.spec.namespace_selector.as_ref().is_some_and(|s| {
-                            let mut labels = labels.clone();
-                            labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
-                            scope::selector_matches(s, &labels)
-                        }))
+                        && mr
+                            .spec
+                            .namespace_selector
+                            .as_ref()
+                            .is_some_and(|s| scope::selects_namespace(s, namespace, &labels)))
             })
             .map(|mr| ObjectRef::from_obj(mr.as_ref()))
             .collect()

@@ -66,14 +66,18 @@ pub fn covers(
         None => mr.meta.namespace == namespace,
         // Refused in a cluster (SelectorNotAllowed): it covers nothing.
         Some(_) if mr.meta.namespace != operator_namespace => false,
-        Some(selector) => {
-            let mut labels = labels.clone();
-            labels
-                .entry(NAMESPACE_NAME_LABEL.to_string())
-                .or_insert_with(|| namespace.to_string());
-            selector_matches(selector, &labels)
-        }
+        Some(selector) => selects_namespace(selector, namespace, labels),
     }
+}
+
+/// Whether a `namespaceSelector` selects `namespace` (with Namespace labels `labels`). Its name
+/// label is implied, as Kubernetes sets it on every Namespace.
+pub fn selects_namespace(selector: &LabelSelector, namespace: &str, labels: &Labels) -> bool {
+    let mut labels = labels.clone();
+    labels
+        .entry(NAMESPACE_NAME_LABEL.to_string())
+        .or_insert_with(|| namespace.to_string());
+    selector_matches(selector, &labels)
 }
 
 /// The namespaces of `snapshot` that `mr` covers, system namespaces excluded.
