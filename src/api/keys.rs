@@ -40,3 +40,7 @@ pub const MANAGED_BY_VALUE: &str = "meshreadiness";
 /// Names the MeshReadiness that owns a created object.
 pub const OWNER_LABEL: &str = "meshreadiness.io/owner";
 pub const FIELD_MANAGER: &str = "meshreadiness";
+
+/// The operator's namespace when nothing says otherwise: a MeshReadiness there may select other
+/// namespaces (offline: `--operator-namespace`; in a cluster: the pod's namespace).
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "meshreadiness-system";

@@ -6,8 +6,7 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 use crate::checks::Severity;
 
-/// The operator namespace: a MeshReadiness there may select other namespaces.
-pub const DEFAULT_OPERATOR_NAMESPACE: &str = "meshreadiness-system";
+pub use crate::api::keys::DEFAULT_OPERATOR_NAMESPACE;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -96,7 +96,7 @@ impl Router {
 
 /// Where the operator runs: the service account's namespace in a pod.
 const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
-pub const DEFAULT_OPERATOR_NAMESPACE: &str = "meshreadiness-system";
+pub use crate::api::keys::DEFAULT_OPERATOR_NAMESPACE;
 
 /// `meshready controller`: connects with the usual kubeconfig or in-cluster config and runs the
 /// controller until SIGTERM or Ctrl-C.
