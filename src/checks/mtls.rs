@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use super::context::pods_phrase;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::{ClientTls, MtlsMode, TrafficPolicy};
-use crate::istio::mtls::{Scope, oldest_first};
+use crate::istio::mtls::{Scope, has_selector, oldest_first, selects};
 use crate::snapshot::{DestinationRuleInfo, Injection, PeerAuthenticationInfo, Workload};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
@@ -198,13 +198,6 @@ fn destination_rules(cx: &Context, out: &mut Findings) {
     }
 }
 
-fn has_selector(pa: &PeerAuthenticationInfo) -> bool {
-    pa.spec
-        .selector
-        .as_ref()
-        .is_some_and(|s| !s.match_labels.is_empty())
-}
-
 fn duplicate_policies(cx: &Context, out: &mut Findings) {
     let root = &cx.snapshot.mesh.root_namespace;
     let mut namespaces: BTreeSet<&str> = cx.request.namespaces.iter().map(String::as_str).collect();
@@ -279,7 +272,7 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
             .workloads
             .iter()
             .filter(|w| w.meta.namespace == pa.meta.namespace)
-            .filter(|w| selects(pa, w))
+            .filter(|w| selects(pa, &w.template.labels))
             .collect();
         let container_ports: BTreeSet<String> = selected
             .iter()
@@ -314,15 +307,6 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
             ),
         );
     }
-}
-
-fn selects(pa: &PeerAuthenticationInfo, w: &Workload) -> bool {
-    pa.spec.selector.as_ref().is_some_and(|s| {
-        !s.match_labels.is_empty()
-            && s.match_labels
-                .iter()
-                .all(|(k, v)| w.template.labels.get(k) == Some(v))
-    })
 }
 
 /// ` (port 80 is a Service port; its target port is 8080)` when a stray key is a Service port.

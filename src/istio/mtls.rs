@@ -51,14 +51,16 @@ pub fn oldest_first(a: &Meta, b: &Meta) -> Ordering {
     .then_with(|| a.name.cmp(&b.name))
 }
 
-fn has_selector(pa: &PeerAuthenticationInfo) -> bool {
+/// A workload policy: one with a non-empty selector.
+pub fn has_selector(pa: &PeerAuthenticationInfo) -> bool {
     pa.spec
         .selector
         .as_ref()
         .is_some_and(|s| !s.match_labels.is_empty())
 }
 
-fn selects(pa: &PeerAuthenticationInfo, labels: &Labels) -> bool {
+/// A workload policy whose selector matches pods with `labels`.
+pub fn selects(pa: &PeerAuthenticationInfo, labels: &Labels) -> bool {
     pa.spec.selector.as_ref().is_some_and(|s| {
         !s.match_labels.is_empty() && s.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
     })
