@@ -702,10 +702,11 @@ spec: {hosts: [api], http: [{route: [{destination: {host: api}}]}]}
         .find(|r| r["kind"] == "VirtualService")
         .expect("the VirtualService");
     assert_eq!(vs["state"], "Blocked");
-    let reason = vs["reason"].as_str().unwrap_or_default();
+    assert_eq!(vs["reason"], "UserObjectForHost");
+    let message = vs["message"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("kubectl -n shop patch virtualservice api --type json"),
-        "{reason}"
+        message.contains("kubectl -n shop patch virtualservice api --type json"),
+        "{message}"
     );
     // Without --plan there is no `remediations` key.
     let plain = json(&run_plain(&input));

@@ -246,7 +246,17 @@ pub struct RemediationStatus {
     pub namespace: String,
     pub name: String,
     pub state: RemediationState,
+    /// One CamelCase word: `MitigatesFindings`, `UserPolicyOutranks`, `UserObjectForHost`,
+    /// `NameTaken`, `TimeoutTooShort`, `OtherOwner`, `NoOwner`, `TtlPassed`, `Forbidden`,
+    /// `Refused`.
     pub reason: String,
+    /// For people: what it mitigates, or what blocks it and the patch to make instead.
+    #[serde(default)]
+    pub message: String,
+    /// The exact object, while it is only `Planned` (in `DryRun`): what `Apply` would write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-preserve-unknown-fields" = true, "type" = "object"))]
+    pub object: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

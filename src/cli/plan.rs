@@ -16,7 +16,7 @@ use crate::checks::{CheckRequest, Finding};
 use crate::cli::error::{Error, Result};
 use crate::cli::render;
 use crate::remediation::{
-    self, DesiredObject, FindingKey, Kind, MeshReadinessKey, MeshReadinessRef, PlanRequest,
+    self, DesiredObject, FindingKey, Kind, MeshReadinessKey, MeshReadinessRef, PlanRequest, Reason,
     Remediation,
 };
 use crate::snapshot::scope::{covered, selector_problem};
@@ -26,13 +26,14 @@ use crate::snapshot::{MeshReadinessInfo, Meta, Snapshot};
 pub const IMPLICIT_NAME: &str = "default";
 
 /// One remediation and the MeshReadiness that planned it. Serialized in `-o json` as an entry
-/// of `remediations`: `state`, `reason` and `object`, plus where it comes from and what it
-/// mitigates.
+/// of `remediations`: `state`, `reason` (one CamelCase word), `message` (for people) and
+/// `object`, plus where it comes from and what it mitigates.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanEntry {
     pub state: RemediationState,
-    pub reason: String,
+    pub reason: Reason,
+    pub message: String,
     pub kind: Kind,
     pub namespace: String,
     pub name: String,
@@ -47,6 +48,7 @@ impl PlanEntry {
         PlanEntry {
             state: remediation.state,
             reason: remediation.reason,
+            message: remediation.message,
             kind: remediation.kind,
             namespace: remediation.namespace,
             name: remediation.name,
@@ -191,7 +193,7 @@ pub fn yaml(entries: &[PlanEntry]) -> Result<String> {
         for entry in listed {
             let text = format!(
                 "{} {}/{} (MeshReadiness {}): {}",
-                entry.kind, entry.namespace, entry.name, entry.mesh_readiness, entry.reason
+                entry.kind, entry.namespace, entry.name, entry.mesh_readiness, entry.message
             );
             out.push_str(&comment(&text, "# - ", "#   "));
         }

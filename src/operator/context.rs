@@ -31,6 +31,9 @@ pub struct Context {
     /// Every watch has delivered its first list and Istio's presence is known. Until then a
     /// reconcile would judge a partial cache (and, say, flip Ready on every restart).
     pub synced: AtomicBool,
+    /// When writes of a remediation kind in a namespace were last refused (403), so a missing
+    /// role is not asked again on every reconcile.
+    pub forbidden: Mutex<HashMap<(crate::remediation::Kind, String), std::time::Instant>>,
     /// This replica holds the leader lease (always true without leader election).
     pub leader: std::sync::Arc<AtomicBool>,
 }

@@ -14,6 +14,13 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("writing remediation {object}: {source}")]
+    Remediate {
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
     #[error("encoding the status: {0}")]
     Encode(#[from] serde_json::Error),
 
@@ -40,6 +47,7 @@ impl Error {
         match self {
             Error::Snapshot(_) => "snapshot",
             Error::WriteStatus { .. } => "status_write",
+            Error::Remediate { .. } => "remediation_write",
             Error::Encode(_) => "encode",
             Error::Connect(_) => "connect",
             Error::MissingNamespace(_) => "invalid_object",

@@ -1,5 +1,6 @@
 //! Events (events.k8s.io/v1) on transitions only: a finding appears or clears, a condition
-//! flips. A Warning also goes to the object a new Error finding is about.
+//! flips, a remediation is planned (DryRun), applied, blocked, expires or is removed. A Warning
+//! also goes to the object a new Error finding is about.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
 
-use crate::api::{MeshReadiness, MeshReadinessStatus};
+use crate::api::{MeshReadiness, MeshReadinessStatus, RemediationState, RemediationStatus};
 use crate::checks::{Finding, Severity};
 use crate::operator::context::{Context, FindingKey};
 
@@ -21,6 +22,47 @@ pub struct Transitions {
     pub cleared: Vec<Finding>,
     /// (type, old status, new condition status, reason, message)
     pub flipped: Vec<(String, Option<String>, String, String, String)>,
+    pub remediations: Vec<RemediationChange>,
+}
+
+/// A remediation whose state changed between two statuses.
+#[derive(Debug, PartialEq)]
+pub enum RemediationChange {
+    /// Listed with a new state, or (while `Planned`, in DryRun) a new object.
+    Now(RemediationStatus),
+    /// Was `Applied`, and is no longer listed: meshready deleted it.
+    Removed(RemediationStatus),
+}
+
+fn remediation_changes(
+    old: Option<&MeshReadinessStatus>,
+    new: &MeshReadinessStatus,
+) -> Vec<RemediationChange> {
+    let before = old.map(|o| o.remediations.as_slice()).unwrap_or_default();
+    let same = |a: &RemediationStatus, b: &RemediationStatus| {
+        (&a.kind, &a.namespace, &a.name) == (&b.kind, &b.namespace, &b.name)
+    };
+    let mut out: Vec<RemediationChange> = new
+        .remediations
+        .iter()
+        .filter(|now| {
+            before
+                .iter()
+                .find(|was| same(was, now))
+                .is_none_or(|was| was.state != now.state || was.object != now.object)
+        })
+        .cloned()
+        .map(RemediationChange::Now)
+        .collect();
+    out.extend(
+        before
+            .iter()
+            .filter(|was| was.state == RemediationState::Applied)
+            .filter(|was| !new.remediations.iter().any(|now| same(was, now)))
+            .cloned()
+            .map(RemediationChange::Removed),
+    );
+    out
 }
 
 /// Compares what was reported with what is found now. Pure.
@@ -65,6 +107,7 @@ pub fn transitions(
         appeared,
         cleared,
         flipped,
+        remediations: remediation_changes(old, new),
     }
 }
 
@@ -125,15 +168,20 @@ fn note(text: String) -> Option<String> {
     Some(text)
 }
 
-/// The object a finding is about, as an Event reference.
-fn object_reference(f: &Finding) -> ObjectReference {
+/// An object of a kind the checks read, as an Event reference.
+fn reference_to(kind: &str, namespace: &str, name: &str) -> ObjectReference {
     ObjectReference {
-        api_version: Some(api_version(&f.object.kind).to_string()),
-        kind: Some(f.object.kind.clone()),
-        name: Some(f.object.name.clone()),
-        namespace: Some(f.object.namespace.clone()),
+        api_version: Some(api_version(kind).to_string()),
+        kind: Some(kind.to_string()),
+        name: Some(name.to_string()),
+        namespace: Some(namespace.to_string()),
         ..ObjectReference::default()
     }
+}
+
+/// The object a finding is about, as an Event reference.
+fn object_reference(f: &Finding) -> ObjectReference {
+    reference_to(&f.object.kind, &f.object.namespace, &f.object.name)
 }
 
 fn event(
@@ -171,6 +219,60 @@ fn severity_type(severity: Severity) -> EventType {
     } else {
         EventType::Normal
     }
+}
+
+/// The Event about one remediation, related to the Istio object it concerns (so two never
+/// fold into one series). A PERMISSIVE policy applied is a Warning: it weakens mTLS.
+fn remediation_event(change: &RemediationChange) -> Event {
+    let (entry, removed) = match change {
+        RemediationChange::Now(entry) => (entry, false),
+        RemediationChange::Removed(entry) => (entry, true),
+    };
+    let what = format!("{} {}/{}", entry.kind, entry.namespace, entry.name);
+    let (type_, reason, text) = match entry.state {
+        _ if removed => (
+            EventType::Normal,
+            "RemediationRemoved",
+            format!("Removed {what}: no longer needed or allowed."),
+        ),
+        RemediationState::Planned => {
+            let object = entry
+                .object
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            (
+                EventType::Normal,
+                "RemediationPlanned",
+                format!("DryRun: mode Apply would write {what}: {object}"),
+            )
+        }
+        RemediationState::Applied if entry.kind == "PeerAuthentication" => (
+            EventType::Warning,
+            "PermissiveMtlsApplied",
+            format!(
+                "Applied {what} (PERMISSIVE: mTLS is not enforced): {}",
+                entry.message
+            ),
+        ),
+        RemediationState::Applied => (
+            EventType::Normal,
+            "RemediationApplied",
+            format!("Applied {what}: {}", entry.message),
+        ),
+        RemediationState::Blocked => (
+            EventType::Warning,
+            "RemediationBlocked",
+            format!("{what} blocked ({}): {}", entry.reason, entry.message),
+        ),
+        RemediationState::Expired => (
+            EventType::Warning,
+            "RemediationExpired",
+            format!("{what} expired: {}", entry.message),
+        ),
+    };
+    let related = reference_to(&entry.kind, &entry.namespace, &entry.name);
+    event(type_, reason, "Remediate".into(), text, Some(related))
 }
 
 /// Sends the Events for `transitions`. Failures are logged, not returned: a lost Event must not
@@ -254,6 +356,9 @@ pub async fn publish(ctx: &Context, mr: &MeshReadiness, t: &Transitions) {
             reference.clone(),
         ));
     }
+    for change in &t.remediations {
+        events.push((remediation_event(change), reference.clone()));
+    }
     // The object a new Error is about hears of it too, where its owners look.
     for f in t.appeared.iter().filter(|f| f.severity == Severity::Error) {
         let text = format!(
@@ -312,6 +417,7 @@ mod tests {
             &Outcome::Checked {
                 findings: a.clone(),
                 namespaces: 1,
+                remediations: Vec::new(),
             },
             None,
             &time(1),
@@ -322,6 +428,7 @@ mod tests {
             &Outcome::Checked {
                 findings: b.clone(),
                 namespaces: 1,
+                remediations: Vec::new(),
             },
             Some(&first),
             &time(2),
@@ -336,6 +443,68 @@ mod tests {
         assert_eq!(same, Transitions::default());
     }
 
+    fn entry(name: &str, state: RemediationState) -> RemediationStatus {
+        RemediationStatus {
+            kind: "DestinationRule".into(),
+            namespace: "shop".into(),
+            name: name.into(),
+            state,
+            reason: "MitigatesFindings".into(),
+            message: "m".into(),
+            object: None,
+        }
+    }
+
+    fn listing(entries: Vec<RemediationStatus>) -> MeshReadinessStatus {
+        MeshReadinessStatus {
+            remediations: entries,
+            ..MeshReadinessStatus::default()
+        }
+    }
+
+    #[test]
+    fn remediation_states_announce_changes_only() {
+        use RemediationState::*;
+        let before = listing(vec![
+            entry("a", Planned),
+            entry("b", Applied),
+            entry("c", Applied),
+        ]);
+        let after = listing(vec![
+            entry("a", Applied),
+            entry("b", Applied),
+            entry("d", Blocked),
+        ]);
+        let changes = remediation_changes(Some(&before), &after);
+        assert_eq!(
+            changes,
+            vec![
+                RemediationChange::Now(entry("a", Applied)),
+                RemediationChange::Now(entry("d", Blocked)),
+                RemediationChange::Removed(entry("c", Applied)),
+            ]
+        );
+        assert!(remediation_changes(Some(&after), &after).is_empty());
+        let event = remediation_event(&changes[2]);
+        assert_eq!(event.reason, "RemediationRemoved");
+        let mut permissive = entry("meshreadiness-permissive", Applied);
+        permissive.kind = "PeerAuthentication".into();
+        let event = remediation_event(&RemediationChange::Now(permissive));
+        assert_eq!(
+            (event.type_, event.reason.as_str()),
+            (EventType::Warning, "PermissiveMtlsApplied")
+        );
+        // In DryRun a changed object is news even though the state is still Planned.
+        let mut planned = entry("a", Planned);
+        planned.object = Some(serde_json::json!({"spec": {"host": "a"}}));
+        let mut replanned = planned.clone();
+        replanned.object = Some(serde_json::json!({"spec": {"host": "b"}}));
+        let changes = remediation_changes(Some(&listing(vec![planned])), &listing(vec![replanned]));
+        assert_eq!(changes.len(), 1);
+        let note = remediation_event(&changes[0]).note.unwrap_or_default();
+        assert!(note.contains(r#""host":"b""#), "{note}");
+    }
+
     #[test]
     fn first_visit_announces_ready_only() {
         let spec = MeshReadinessSpec::default();
@@ -345,6 +514,7 @@ mod tests {
             &Outcome::Checked {
                 findings: vec![],
                 namespaces: 1,
+                remediations: Vec::new(),
             },
             None,
             &time(1),

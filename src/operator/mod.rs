@@ -8,6 +8,7 @@ mod events;
 pub mod leader;
 pub mod metrics;
 mod reconcile;
+mod remediate;
 mod server;
 pub mod status;
 mod stores;
@@ -211,6 +212,7 @@ pub async fn run(
         metrics,
         operator_namespace: options.operator_namespace,
         reported: Default::default(),
+        forbidden: Default::default(),
         synced: Default::default(),
         leader: Arc::new(AtomicBool::new(options.leader_election.is_none())),
     });

@@ -1,5 +1,5 @@
-//! One reconcile: read the watch caches, run the checks, write status and Events only when
-//! something changed.
+//! One reconcile: read the watch caches, run the checks, plan the remediations, bring the
+//! cluster to the plan, and write status and Events only when something changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,14 +9,17 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 
+use k8s_openapi::jiff::Timestamp;
+
 use crate::api::k8s::Time;
-use crate::api::{MeshReadiness, MeshReadinessStatus, keys};
-use crate::checks::{self, CheckRequest};
+use crate::api::{MeshReadiness, MeshReadinessStatus, RemediationMode, keys};
+use crate::checks::{self, CheckRequest, Finding};
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
-use crate::operator::events;
 use crate::operator::status::{self, Outcome, reasons};
-use crate::snapshot::{BuildOptions, IstioObject, Meta, Snapshot, scope};
+use crate::operator::{events, remediate};
+use crate::remediation::{self, MeshReadinessKey, MeshReadinessRef, PlanRequest, Remediation};
+use crate::snapshot::{BuildOptions, IstioObject, Meta, ObjectRef, Snapshot, scope};
 
 /// How soon to look again while Istio's CRDs are missing: they are picked up without a restart.
 const ISTIO_RECHECK: Duration = Duration::from_secs(10);
@@ -24,37 +27,59 @@ const ISTIO_RECHECK: Duration = Duration::from_secs(10);
 const ERROR_REQUEUE: Duration = Duration::from_secs(30);
 
 /// What the reconcile concluded, before any write.
-fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcome> {
+enum Evaluation {
+    Checked {
+        findings: Vec<Finding>,
+        namespaces: i32,
+        /// What the planner calls for, before anything is written.
+        plan: Vec<Remediation>,
+        /// meshready's objects of this MeshReadiness that the plan no longer wants.
+        stale: Vec<ObjectRef>,
+    },
+    NotChecked {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+fn not_checked(reason: &'static str, message: String) -> Result<Evaluation> {
+    Ok(Evaluation::NotChecked { reason, message })
+}
+
+fn evaluate(
+    mr: &MeshReadiness,
+    namespace: &str,
+    ctx: &Context,
+    now: Timestamp,
+) -> Result<Evaluation> {
     let spec = &mr.spec;
     if spec.suspend {
-        return Ok(Outcome::NotChecked {
-            reason: reasons::SUSPENDED,
-            message: "spec.suspend is true: not checking; the findings shown are the last ones."
+        return not_checked(
+            reasons::SUSPENDED,
+            "spec.suspend is true: not checking; the findings shown are the last ones, and \
+             remediations stay as they are."
                 .to_string(),
-        });
+        );
     }
     if let Some(selector) = &spec.namespace_selector {
         if namespace != ctx.operator_namespace {
-            return Ok(Outcome::NotChecked {
-                reason: reasons::SELECTOR_NOT_ALLOWED,
-                message: format!(
+            return not_checked(
+                reasons::SELECTOR_NOT_ALLOWED,
+                format!(
                     "namespaceSelector is honoured only in the operator's namespace {}; remove it to check {namespace} alone, or move this object there.",
                     ctx.operator_namespace
                 ),
-            });
+            );
         }
         if let Some(problem) = scope::selector_problem(selector) {
-            return Ok(Outcome::NotChecked {
-                reason: reasons::INVALID_SPEC,
-                message: problem,
-            });
+            return not_checked(reasons::INVALID_SPEC, problem);
         }
     }
     if !ctx.stores.istio.detected() {
-        return Ok(Outcome::NotChecked {
-            reason: reasons::ISTIO_NOT_DETECTED,
-            message: "Istio's CRDs (security.istio.io, networking.istio.io) are not served in this cluster: install Istio; checking starts on its own.".to_string(),
-        });
+        return not_checked(
+            reasons::ISTIO_NOT_DETECTED,
+            "Istio's CRDs (security.istio.io, networking.istio.io) are not served in this cluster: install Istio; checking starts on its own.".to_string(),
+        );
     }
     let options = BuildOptions {
         assume_injected: false,
@@ -85,9 +110,46 @@ fn evaluate(mr: &MeshReadiness, namespace: &str, ctx: &Context) -> Result<Outcom
         namespaces,
     };
     let findings = checks::run(&snapshot, &request);
-    Ok(Outcome::Checked {
+    let key = MeshReadinessKey::new(namespace, mr.name_any());
+    let owners = remediation::owners(
+        &snapshot.mesh_readiness,
+        &snapshot,
+        &request.namespaces,
+        &ctx.operator_namespace,
+    )
+    .into_iter()
+    .map(|(ns, owner)| (ns, MeshReadinessKey::of(owner)))
+    .collect();
+    let previous = mr
+        .status
+        .as_ref()
+        .map(|s| s.remediations.as_slice())
+        .unwrap_or_default();
+    let plan = remediation::plan(&PlanRequest {
+        snapshot: &snapshot,
+        findings: &findings,
+        checks: &request,
+        mesh_readiness: MeshReadinessRef {
+            key: &key,
+            uid: mr.metadata.uid.as_deref(),
+            spec,
+        },
+        owners: &owners,
+        now,
+        previous,
+    });
+    // Outside Apply nothing of ours should exist: every object is stale.
+    let kept: &[Remediation] = if spec.remediation.mode == RemediationMode::Apply {
+        &plan
+    } else {
+        &[]
+    };
+    let stale = remediation::stale(&snapshot, &key, kept);
+    Ok(Evaluation::Checked {
         namespaces: request.namespaces.len() as i32,
         findings,
+        plan,
+        stale,
     })
 }
 
@@ -131,16 +193,44 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
     let namespace = mr
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(name.clone()))?;
-    let outcome = evaluate(&mr, &namespace, &ctx)?;
-    let previous = mr.status.as_ref();
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let desired = status::desired(&mr.spec, mr.metadata.generation, &outcome, previous, &now);
-    let changed = status::changed(previous, &desired);
-    tracing::debug!(%namespace, %name, changed, ready = ?status::ready(&desired).map(|c| &c.reason), "evaluated");
+    if mr.metadata.deletion_timestamp.is_some() {
+        // Only a finalizer of ours (or someone else's) keeps it here: clean up and let go.
+        remediate::finalize(&ctx, &mr).await?;
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let evaluation = evaluate(&mr, &namespace, &ctx, now)?;
     // Leadership may have been lost while evaluating: a former leader never writes.
     if !ctx.is_leader() {
         return Ok(Action::requeue(SYNC_WAIT));
     }
+    let outcome = match evaluation {
+        Evaluation::Checked {
+            findings,
+            namespaces,
+            plan,
+            stale,
+        } => Outcome::Checked {
+            remediations: remediate::sync(&ctx, &mr, plan, stale).await?,
+            findings,
+            namespaces,
+        },
+        Evaluation::NotChecked { reason, message } => {
+            // A suspended object is left as it is. Otherwise it covers nothing it can check,
+            // so nothing it created is wanted any more (a PERMISSIVE policy above all).
+            if reason != reasons::SUSPENDED {
+                let key = MeshReadinessKey::new(namespace.as_str(), name.as_str());
+                let stale = remediate::owned_by(&ctx, &key);
+                remediate::sync(&ctx, &mr, Vec::new(), stale).await?;
+            }
+            Outcome::NotChecked { reason, message }
+        }
+    };
+    let previous = mr.status.as_ref();
+    let now = Time(now);
+    let desired = status::desired(&mr.spec, mr.metadata.generation, &outcome, previous, &now);
+    let changed = status::changed(previous, &desired);
+    tracing::debug!(%namespace, %name, changed, ready = ?status::ready(&desired).map(|c| &c.reason), "evaluated");
     if changed {
         write_status(&ctx, &namespace, &name, &desired).await?;
     }
@@ -181,8 +271,23 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
         Outcome::NotChecked { reason, .. } if reason == reasons::ISTIO_NOT_DETECTED => {
             Action::requeue(ISTIO_RECHECK)
         }
-        _ => Action::requeue(mr.spec.interval.into()),
+        Outcome::Checked { remediations, .. } => {
+            Action::requeue(next_visit(mr.spec.interval.into(), &remediations, now.0))
+        }
+        Outcome::NotChecked { .. } => Action::requeue(mr.spec.interval.into()),
     })
+}
+
+/// The interval, or sooner when a PERMISSIVE policy expires before it: the TTL is kept to the
+/// second, not to the next interval.
+fn next_visit(interval: Duration, remediations: &[Remediation], now: Timestamp) -> Duration {
+    remediations
+        .iter()
+        .filter(|r| r.state == crate::api::RemediationState::Applied)
+        .filter_map(|r| r.expires.as_ref())
+        .filter_map(|at| Duration::try_from(at.0.duration_since(now)).ok())
+        .map(|left| left + Duration::from_secs(1))
+        .fold(interval, Duration::min)
 }
 
 /// The findings a status lists, as findings (their messages are what was reported).

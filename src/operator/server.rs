@@ -16,16 +16,18 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{Encoder, GaugeVec, Opts, TextEncoder};
 
+use crate::api::RemediationState;
 use crate::checks::{Code, Severity};
 use crate::operator::context::Context;
 use crate::operator::error::{Error, Result};
 use crate::operator::status;
 
-/// Findings and Ready, read at scrape time from the operator's caches.
+/// Findings, Ready and remediations, read at scrape time from the operator's caches.
 pub struct StateCollector {
     context: Arc<Context>,
     findings: GaugeVec,
     ready: GaugeVec,
+    remediations: GaugeVec,
 }
 
 impl StateCollector {
@@ -46,6 +48,14 @@ impl StateCollector {
                 ),
                 &["namespace", "name"],
             )?,
+            remediations: GaugeVec::new(
+                Opts::new(
+                    "meshreadiness_remediations",
+                    "Remediations listed in MeshReadiness status, by kind and state; \
+                     kind=\"PeerAuthentication\",state=\"Applied\" counts PERMISSIVE policies alive",
+                ),
+                &["kind", "state"],
+            )?,
         })
     }
 }
@@ -56,12 +66,14 @@ impl Collector for StateCollector {
             .desc()
             .into_iter()
             .chain(self.ready.desc())
+            .chain(self.remediations.desc())
             .collect()
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
         self.findings.reset();
         self.ready.reset();
+        self.remediations.reset();
         // A finding seen by two MeshReadiness objects covering one namespace counts once.
         let mut unique: BTreeSet<(Code, &str, &str, &str, Severity)> = BTreeSet::new();
         let reported = self
@@ -101,12 +113,27 @@ impl Collector for StateCollector {
             self.ready
                 .with_label_values(&[namespace, name])
                 .set(if ready { 1.0 } else { 0.0 });
+            for r in mr.status.iter().flat_map(|s| &s.remediations) {
+                self.remediations
+                    .with_label_values(&[r.kind.as_str(), state_label(r.state)])
+                    .inc();
+            }
         }
         self.findings
             .collect()
             .into_iter()
             .chain(self.ready.collect())
+            .chain(self.remediations.collect())
             .collect()
+    }
+}
+
+fn state_label(state: RemediationState) -> &'static str {
+    match state {
+        RemediationState::Planned => "Planned",
+        RemediationState::Applied => "Applied",
+        RemediationState::Blocked => "Blocked",
+        RemediationState::Expired => "Expired",
     }
 }
 

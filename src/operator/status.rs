@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use crate::api::k8s::{Condition, Time};
 use crate::api::{
     FindingStatus, MeshReadinessSpec, MeshReadinessStatus, ReadyThreshold, RemediationMode,
+    RemediationState, RemediationStatus,
 };
 use crate::checks::{Code, Family, Finding, Severity};
+use crate::remediation::{self, FindingKey, Kind, Reason, Remediation};
 
 /// At most this many findings are listed in status; `findingsTruncated` says when more exist.
 pub const MAX_FINDINGS: usize = 50;
@@ -29,16 +31,29 @@ pub mod reasons {
     pub const NO_WARNINGS: &str = "NoWarnings";
     pub const WARNINGS_FOUND: &str = "WarningsFound";
     pub const ERRORS_FOUND: &str = "ErrorsFound";
-    pub const NOT_YET_SUPPORTED: &str = "NotYetSupported";
+    // RemediationsApplied
+    pub const DRY_RUN: &str = "DryRun";
+    pub const APPLIED: &str = "Applied";
+    pub const NOTHING_TO_APPLY: &str = "NothingToApply";
+    pub const BLOCKED: &str = "Blocked";
+    pub const FORBIDDEN: &str = "Forbidden";
+    pub const EXPIRED: &str = "Expired";
 }
+
+/// At most this many remediations are listed in status (each may carry its whole object).
+pub const MAX_REMEDIATIONS: usize = 50;
+/// A condition message names at most this many objects, then says how many more.
+const MAX_NAMED: usize = 10;
 
 /// What a reconcile could establish.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// The checks ran over `namespaces` namespaces.
+    /// The checks ran over `namespaces` namespaces. `remediations` are in their final state:
+    /// in `Apply` mode, what was written is `Applied`.
     Checked {
         findings: Vec<Finding>,
         namespaces: i32,
+        remediations: Vec<Remediation>,
     },
     /// The checks could not run; `reason` is one of [`reasons`].
     NotChecked {
@@ -143,23 +158,69 @@ pub fn desired(
         Outcome::Checked {
             findings,
             namespaces,
+            remediations,
         } => {
             status.namespaces = *namespaces;
-            let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count() as i32;
+            // Only what is in the cluster mitigates: nothing in DryRun, the written in Apply.
+            let mitigated = if spec.remediation.mode == RemediationMode::Apply {
+                let applied: Vec<Remediation> = remediations
+                    .iter()
+                    .filter(|r| r.state == RemediationState::Applied)
+                    .cloned()
+                    .collect();
+                remediation::mitigated_by(&applied)
+            } else {
+                BTreeMap::new()
+            };
+            let mitigated_by = |f: &Finding| mitigated.get(&FindingKey::from(f)).cloned();
+            let unmitigated: Vec<&Finding> = findings
+                .iter()
+                .filter(|f| mitigated_by(f).is_none())
+                .collect();
+            let count = |s: Severity| unmitigated.iter().filter(|f| f.severity == s).count() as i32;
             status.errors = count(Severity::Error);
             status.warnings = count(Severity::Warning);
             status.infos = count(Severity::Info);
             status.findings = findings
                 .iter()
                 .take(MAX_FINDINGS)
-                .map(finding_status)
+                .map(|f| FindingStatus {
+                    mitigated_by: mitigated_by(f),
+                    ..finding_status(f)
+                })
                 .collect();
             status.findings_truncated = findings.len() > MAX_FINDINGS;
-            let blocking: Vec<&Finding> = findings
+            status.remediations = remediations
                 .iter()
-                .filter(|f| blocks(spec.ready_threshold, f.severity))
+                .take(MAX_REMEDIATIONS)
+                .map(remediation_status)
                 .collect();
-            conditions.push(if blocking.is_empty() {
+            let at_threshold = |f: &&Finding| blocks(spec.ready_threshold, f.severity);
+            let blocking: Vec<&Finding> =
+                unmitigated.iter().copied().filter(at_threshold).collect();
+            let mitigated_blocking: Vec<&Finding> = findings
+                .iter()
+                .filter(at_threshold)
+                .filter(|f| mitigated_by(f).is_some())
+                .collect();
+            conditions.push(if blocking.is_empty() && !mitigated_blocking.is_empty() {
+                condition(
+                    conditions::READY,
+                    "True",
+                    reasons::MITIGATED,
+                    format!(
+                        "{} at or above {:?} in {}, each mitigated by an object meshready \
+                         applied (see findings[].mitigatedBy): {}. Fix the cause; the \
+                         mitigation is not the cure.",
+                        plural(mitigated_blocking.len(), "finding"),
+                        spec.ready_threshold,
+                        plural(*namespaces as usize, "namespace"),
+                        code_counts(mitigated_blocking.iter().copied()),
+                    ),
+                    generation,
+                    now,
+                )
+            } else if blocking.is_empty() {
                 condition(
                     conditions::READY,
                     "True",
@@ -192,8 +253,9 @@ pub fn desired(
                 )
             });
             for family in Family::ALL {
-                let found: Vec<&Finding> = findings
+                let found: Vec<&Finding> = unmitigated
                     .iter()
+                    .copied()
                     .filter(|f| f.code.family() == family && f.severity >= Severity::Warning)
                     .collect();
                 conditions.push(if found.is_empty() {
@@ -224,12 +286,21 @@ pub fn desired(
         }
     }
     if spec.remediation.mode != RemediationMode::Off {
+        let (state, reason, message) = match outcome {
+            Outcome::Checked { remediations, .. } => {
+                remediations_applied(spec.remediation.mode, remediations)
+            }
+            Outcome::NotChecked { reason, .. } => (
+                "Unknown",
+                *reason,
+                "Not checked: nothing was planned.".to_string(),
+            ),
+        };
         conditions.push(condition(
             conditions::REMEDIATIONS_APPLIED,
-            "Unknown",
-            reasons::NOT_YET_SUPPORTED,
-            "This version of meshready reports only; remediation is not implemented yet."
-                .to_string(),
+            state,
+            reason,
+            message,
             generation,
             now,
         ));
@@ -255,6 +326,105 @@ fn finding_status(f: &Finding) -> FindingStatus {
         name: f.object.name.clone(),
         message: f.message.clone(),
         mitigated_by: None,
+    }
+}
+
+/// `RemediationsApplied`: True when everything the findings call for is in place (or nothing is
+/// called for), False with the first of Forbidden, Blocked, Expired or DryRun that holds. A
+/// PERMISSIVE policy in place is always named: it is a security downgrade.
+fn remediations_applied(
+    mode: RemediationMode,
+    remediations: &[Remediation],
+) -> (&'static str, &'static str, String) {
+    let with = |state: RemediationState| -> Vec<&Remediation> {
+        remediations.iter().filter(|r| r.state == state).collect()
+    };
+    let (applied, planned, blocked, expired) = (
+        with(RemediationState::Applied),
+        with(RemediationState::Planned),
+        with(RemediationState::Blocked),
+        with(RemediationState::Expired),
+    );
+    let forbidden: Vec<&Remediation> = blocked
+        .iter()
+        .copied()
+        .filter(|r| r.reason == Reason::Forbidden)
+        .collect();
+    let mut parts = Vec::new();
+    if let Some(pa) = applied.iter().find(|r| r.kind == Kind::PeerAuthentication) {
+        let until = pa
+            .expires
+            .as_ref()
+            .map(|t| format!(" until {}", t.0))
+            .unwrap_or_default();
+        parts.push(format!(
+            "PERMISSIVE PeerAuthentication {}/{} is in place{until}: mTLS is not enforced for \
+             its namespace's workloads.",
+            pa.namespace, pa.name
+        ));
+    }
+    let mut push = |title: &str, items: &[&Remediation], with_reason: bool| {
+        if items.is_empty() {
+            return;
+        }
+        parts.push(format!("{title}: {}.", objects(items, with_reason)));
+    };
+    if mode == RemediationMode::DryRun {
+        push("Would apply (DryRun)", &planned, false);
+    }
+    push("Applied", &applied, false);
+    push("Blocked", &blocked, true);
+    push("Expired", &expired, false);
+    let (status, reason) = if !forbidden.is_empty() {
+        parts.insert(
+            0,
+            "meshready may not write these objects: bind the ClusterRole meshready-remediation \
+             to its ServiceAccount (config/rbac/remediation-binding.yaml)."
+                .to_string(),
+        );
+        ("False", reasons::FORBIDDEN)
+    } else if !blocked.is_empty() {
+        ("False", reasons::BLOCKED)
+    } else if !expired.is_empty() {
+        ("False", reasons::EXPIRED)
+    } else if mode == RemediationMode::DryRun && !planned.is_empty() {
+        ("False", reasons::DRY_RUN)
+    } else if !applied.is_empty() {
+        ("True", reasons::APPLIED)
+    } else {
+        parts.push("No finding calls for a remediation.".to_string());
+        ("True", reasons::NOTHING_TO_APPLY)
+    };
+    (status, reason, parts.join(" "))
+}
+
+/// `DestinationRule shop/cart-meshreadiness (UserObjectForHost), ...`, at most [`MAX_NAMED`].
+fn objects(items: &[&Remediation], with_reason: bool) -> String {
+    let mut named: Vec<String> = items
+        .iter()
+        .take(MAX_NAMED)
+        .map(|r| {
+            let why = if with_reason {
+                format!(" ({})", r.reason.as_str())
+            } else {
+                String::new()
+            };
+            format!("{} {}/{}{why}", r.kind, r.namespace, r.name)
+        })
+        .collect();
+    if items.len() > MAX_NAMED {
+        named.push(format!("and {} more", items.len() - MAX_NAMED));
+    }
+    named.join(", ")
+}
+
+/// The `status.remediations` entry; a `Planned` one (DryRun) shows the exact object.
+fn remediation_status(r: &Remediation) -> RemediationStatus {
+    RemediationStatus {
+        object: (r.state == RemediationState::Planned)
+            .then(|| serde_json::to_value(&r.object).ok())
+            .flatten(),
+        ..r.status()
     }
 }
 
@@ -298,6 +468,7 @@ mod tests {
         Outcome::Checked {
             findings,
             namespaces: 2,
+            remediations: Vec::new(),
         }
     }
 
@@ -407,6 +578,169 @@ mod tests {
         assert_eq!(s.findings.len(), MAX_FINDINGS);
         assert!(s.findings_truncated);
         assert_eq!(s.warnings, 60);
+    }
+
+    fn remediation(state: RemediationState, reason: Reason, mitigates: &Finding) -> Remediation {
+        use crate::api::istio::DestinationRule;
+        Remediation {
+            kind: Kind::DestinationRule,
+            namespace: "shop".into(),
+            name: "web-meshreadiness".into(),
+            state,
+            reason,
+            message: "m".into(),
+            object: remediation::DesiredObject::DestinationRule(DestinationRule::new(
+                "web-meshreadiness",
+                Default::default(),
+            )),
+            mitigates: vec![FindingKey::from(mitigates)],
+            expires: None,
+        }
+    }
+
+    fn with_remediations(findings: Vec<Finding>, remediations: Vec<Remediation>) -> Outcome {
+        Outcome::Checked {
+            findings,
+            namespaces: 1,
+            remediations,
+        }
+    }
+
+    fn spec_in(mode: RemediationMode) -> MeshReadinessSpec {
+        let mut spec = MeshReadinessSpec::default();
+        spec.remediation.mode = mode;
+        spec
+    }
+
+    #[test]
+    fn applied_remediations_mitigate_and_ready_reads_mitigated() {
+        let error = finding(Code::MR601, Severity::Error);
+        let other = Finding {
+            object: ObjectRef::new("Service", "shop", "api"),
+            ..finding(Code::MR201, Severity::Warning)
+        };
+        let applied = remediation(RemediationState::Applied, Reason::MitigatesFindings, &error);
+        let outcome = with_remediations(vec![error.clone(), other], vec![applied]);
+        let s = desired(
+            &spec_in(RemediationMode::Apply),
+            None,
+            &outcome,
+            None,
+            &time(1),
+        );
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reasons::MITIGATED)
+        );
+        assert!(ready.message.contains("MR601 (1)"), "{}", ready.message);
+        assert_eq!(
+            s.findings[0].mitigated_by.as_deref(),
+            Some("DestinationRule/web-meshreadiness")
+        );
+        assert_eq!(s.findings[1].mitigated_by, None);
+        assert_eq!(
+            (s.errors, s.warnings),
+            (0, 1),
+            "counts are of unmitigated findings"
+        );
+        assert_eq!(cond(&s, "IdleTimeoutsAligned").status, "True");
+        assert_eq!(cond(&s, "ProtocolsDeclared").status, "False");
+        let applied = cond(&s, "RemediationsApplied");
+        assert_eq!(
+            (applied.status.as_str(), applied.reason.as_str()),
+            ("True", reasons::APPLIED)
+        );
+        assert_eq!(s.remediations[0].state, RemediationState::Applied);
+        assert_eq!(
+            s.remediations[0].object, None,
+            "applied objects are in the cluster"
+        );
+
+        // The same plan in DryRun mitigates nothing and lists the exact object.
+        let planned = remediation(RemediationState::Planned, Reason::MitigatesFindings, &error);
+        let outcome = with_remediations(vec![error], vec![planned]);
+        let s = desired(
+            &spec_in(RemediationMode::DryRun),
+            None,
+            &outcome,
+            None,
+            &time(1),
+        );
+        assert_eq!(cond(&s, "Ready").reason, reasons::BLOCKING_FINDINGS);
+        assert_eq!(s.findings[0].mitigated_by, None);
+        let dry = cond(&s, "RemediationsApplied");
+        assert_eq!(
+            (dry.status.as_str(), dry.reason.as_str()),
+            ("False", reasons::DRY_RUN)
+        );
+        let object = s.remediations[0].object.as_ref().expect("the exact object");
+        assert_eq!(object["kind"], "DestinationRule");
+        assert_eq!(object["metadata"]["name"], "web-meshreadiness");
+    }
+
+    #[test]
+    fn forbidden_wins_over_blocked_and_permissive_is_always_named() {
+        let f = finding(Code::MR301, Severity::Error);
+        let mut permissive = remediation(RemediationState::Applied, Reason::MitigatesFindings, &f);
+        permissive.kind = Kind::PeerAuthentication;
+        permissive.name = "meshreadiness-permissive".into();
+        permissive.expires = Some(time(100));
+        let blocked = remediation(RemediationState::Blocked, Reason::UserObjectForHost, &f);
+        let forbidden = remediation(RemediationState::Blocked, Reason::Forbidden, &f);
+        let spec = spec_in(RemediationMode::Apply);
+        let s = desired(
+            &spec,
+            None,
+            &with_remediations(vec![f.clone()], vec![permissive.clone(), blocked.clone()]),
+            None,
+            &time(1),
+        );
+        let c = cond(&s, "RemediationsApplied");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", reasons::BLOCKED)
+        );
+        assert!(
+            c.message
+                .contains("PERMISSIVE PeerAuthentication shop/meshreadiness-permissive"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("(UserObjectForHost)"), "{}", c.message);
+        let s = desired(
+            &spec,
+            None,
+            &with_remediations(vec![f], vec![permissive, blocked, forbidden]),
+            None,
+            &time(1),
+        );
+        let c = cond(&s, "RemediationsApplied");
+        assert_eq!(c.reason, reasons::FORBIDDEN);
+        assert!(c.message.contains("meshready-remediation"), "{}", c.message);
+        let nothing = desired(
+            &spec,
+            None,
+            &with_remediations(vec![], vec![]),
+            None,
+            &time(1),
+        );
+        assert_eq!(
+            cond(&nothing, "RemediationsApplied").reason,
+            reasons::NOTHING_TO_APPLY
+        );
+        let off = desired(
+            &MeshReadinessSpec::default(),
+            None,
+            &with_remediations(vec![], vec![]),
+            None,
+            &time(1),
+        );
+        assert!(
+            off.conditions
+                .iter()
+                .all(|c| c.type_ != "RemediationsApplied")
+        );
     }
 
     #[test]

@@ -267,7 +267,14 @@ impl Stores {
             .chain(all(&self.destination_rules, ClusterObject::DestinationRule))
             .chain(all(&self.virtual_services, ClusterObject::VirtualService))
             .chain(all(&self.envoy_filters, ClusterObject::EnvoyFilter))
-            .chain(all(mesh_readiness, ClusterObject::MeshReadiness))
+            // One being deleted neither reports nor remediates: another may take over at once.
+            .chain(
+                mesh_readiness
+                    .state()
+                    .into_iter()
+                    .filter(|mr| mr.metadata.deletion_timestamp.is_none())
+                    .map(|mr| ClusterObject::MeshReadiness((*mr).clone())),
+            )
             .collect()
     }
 

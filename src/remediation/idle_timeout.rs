@@ -21,7 +21,7 @@ use crate::istio::duration::format_duration;
 use crate::istio::hosts;
 use crate::istio::mtls::oldest_first;
 use crate::remediation::{
-    DesiredObject, FindingKey, Kind, NAME_SUFFIX, PlanRequest, Remediation, patch,
+    DesiredObject, FindingKey, Kind, NAME_SUFFIX, PlanRequest, Reason, Remediation, patch,
 };
 use crate::snapshot::{DestinationRuleInfo, ServiceInfo};
 
@@ -48,7 +48,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
         let object = destination_rule(request, svc, &name, &timeout);
         let fqdn = svc.fqdn();
         let theirs = user_destination_rules(cx, svc);
-        let (state, reason) = if let Some(target) = theirs.first() {
+        let (state, reason, message) = if let Some(target) = theirs.first() {
             let others: Vec<String> = theirs[1..]
                 .iter()
                 .map(|dr| format!("{}/{}", dr.meta.namespace, dr.meta.name))
@@ -69,6 +69,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
             );
             (
                 RemediationState::Blocked,
+                Reason::UserObjectForHost,
                 format!(
                     "MR601 on Service/{}: the app closes idle connections after {app}, but \
                      DestinationRule {}/{}{also} already applies to {fqdn}, and a second one \
@@ -79,6 +80,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
         } else if recommended >= mismatch.app {
             (
                 RemediationState::Blocked,
+                Reason::TimeoutTooShort,
                 format!(
                     "MR601 on Service/{}: the app closes idle connections after {app}, and the \
                      proxy's idle timeout cannot go below 1s. Raise the app's keep-alive above \
@@ -89,6 +91,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
         } else {
             (
                 RemediationState::Planned,
+                Reason::MitigatesFindings,
                 format!(
                     "MR601 on Service/{}: the app closes idle connections after {app}; an idle \
                      timeout of {timeout} (the app's minus max(1s, 10%)) for http and tcp makes \
@@ -103,6 +106,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
             name,
             state,
             reason,
+            message,
             object: DesiredObject::DestinationRule(object),
             mitigates: vec![FindingKey::from(finding)],
             expires: None,
@@ -189,7 +193,7 @@ mod tests {
         let plan = plan_for(CART_WITH_TIMEOUT, &idle_only());
         assert_eq!(plan.len(), 1);
         let dr = &plan[0];
-        assert_eq!(dr.state, RemediationState::Planned, "{}", dr.reason);
+        assert_eq!(dr.state, RemediationState::Planned, "{}", dr.message);
         assert_eq!(
             (dr.namespace.as_str(), dr.name.as_str()),
             ("shop", "cart-meshreadiness")
@@ -281,7 +285,7 @@ mod tests {
             let fix = format!(
                 r#"kubectl -n {ns} patch destinationrule {name} --type merge -p '{{"spec":{{"trafficPolicy":{{"connectionPool":{{"http":{{"idleTimeout":"54s"}},"tcp":{{"idleTimeout":"54s"}}}}}}}}}}'"#
             );
-            assert!(dr.reason.contains(&fix), "{}\n{fix}", dr.reason);
+            assert!(dr.message.contains(&fix), "{}\n{fix}", dr.message);
             assert!(mitigated(&plan).is_empty());
         }
         // Another host's rule does not block.
@@ -305,7 +309,7 @@ metadata: {name: cart-a, namespace: shop, creationTimestamp: '2025-01-01T00:00:0
 spec: {host: cart}
 ";
         let plan = plan_for(&format!("{CART_WITH_TIMEOUT}{theirs}"), &idle_only());
-        let reason = &plan[0].reason;
+        let reason = &plan[0].message;
         assert!(
             reason.contains("DestinationRule shop/cart-b (also shop/cart-a)"),
             "{reason}"
@@ -319,9 +323,9 @@ spec: {host: cart}
         let plan = plan_for(&short, &idle_only());
         assert_eq!(plan[0].state, RemediationState::Blocked);
         assert!(
-            plan[0].reason.contains("cannot go below 1s"),
+            plan[0].message.contains("cannot go below 1s"),
             "{}",
-            plan[0].reason
+            plan[0].message
         );
     }
 }

@@ -139,6 +139,48 @@ impl std::fmt::Display for FindingKey {
     }
 }
 
+/// Why a remediation is in its state. Serialized as the variant's name, in CamelCase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Reason {
+    /// `Planned` or `Applied`: it mitigates the findings the message names.
+    MitigatesFindings,
+    /// A user's PeerAuthentication decides the mode and outranks a namespace-wide one of ours.
+    UserPolicyOutranks,
+    /// A user's DestinationRule or VirtualService already applies to the host.
+    UserObjectForHost,
+    /// A user's object (without the managed-by label) has the name.
+    NameTaken,
+    /// The app's idle timeout is too short for any proxy timeout below it.
+    TimeoutTooShort,
+    /// Another MeshReadiness remediates in the namespace.
+    OtherOwner,
+    /// No MeshReadiness is known to remediate in the namespace.
+    NoOwner,
+    /// A PERMISSIVE policy outlived `permissiveMtlsTtl`.
+    TtlPassed,
+    /// The operator may not write it: the remediation role is not bound to it.
+    Forbidden,
+    /// The API server refused the object.
+    Refused,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MitigatesFindings => "MitigatesFindings",
+            Reason::UserPolicyOutranks => "UserPolicyOutranks",
+            Reason::UserObjectForHost => "UserObjectForHost",
+            Reason::NameTaken => "NameTaken",
+            Reason::TimeoutTooShort => "TimeoutTooShort",
+            Reason::OtherOwner => "OtherOwner",
+            Reason::NoOwner => "NoOwner",
+            Reason::TtlPassed => "TtlPassed",
+            Reason::Forbidden => "Forbidden",
+            Reason::Refused => "Refused",
+        }
+    }
+}
+
 /// One object meshready would create, and whether it may.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -150,8 +192,10 @@ pub struct Remediation {
     /// instead) or `Expired` (a PERMISSIVE policy past its TTL: to be deleted, not planned again).
     /// The planner never says `Applied`: that is the operator's word once it has written.
     pub state: RemediationState,
+    /// Why, in one CamelCase word that alerts and scripts may match on.
+    pub reason: Reason,
     /// Why, for people: the findings, the value chosen, or what blocks it and the exact patch.
-    pub reason: String,
+    pub message: String,
     pub object: DesiredObject,
     /// The findings it addresses. They count as mitigated only while it is `Planned` or
     /// `Applied` (see [`mitigated_by`]).
@@ -169,7 +213,9 @@ impl Remediation {
             namespace: self.namespace.clone(),
             name: self.name.clone(),
             state: self.state,
-            reason: self.reason.clone(),
+            reason: self.reason.as_str().to_string(),
+            message: self.message.clone(),
+            object: None,
         }
     }
 
@@ -178,9 +224,10 @@ impl Remediation {
         format!("{}/{}", self.kind, self.name)
     }
 
-    fn block(&mut self, reason: String) {
+    pub fn block(&mut self, reason: Reason, message: String) {
         self.state = RemediationState::Blocked;
         self.reason = reason;
+        self.message = message;
         self.expires = None;
     }
 }
@@ -272,9 +319,9 @@ fn finish(request: &PlanRequest, remediation: &mut Remediation) {
              one would: {}",
             crate::api::keys::MANAGED_BY,
             crate::api::keys::MANAGED_BY_VALUE,
-            remediation.reason,
+            remediation.message,
         );
-        remediation.block(reason);
+        remediation.block(Reason::NameTaken, reason);
         return;
     }
     let me = request.mesh_readiness.key;
@@ -286,7 +333,7 @@ fn finish(request: &PlanRequest, remediation: &mut Remediation) {
                  the one in that namespace does, else the oldest); this one only reports.",
                 remediation.namespace
             );
-            remediation.block(reason);
+            remediation.block(Reason::OtherOwner, reason);
             return;
         }
         None => {
@@ -295,7 +342,7 @@ fn finish(request: &PlanRequest, remediation: &mut Remediation) {
                  there.",
                 remediation.namespace
             );
-            remediation.block(reason);
+            remediation.block(Reason::NoOwner, reason);
             return;
         }
     }
@@ -520,9 +567,9 @@ mod tests {
         for r in &plan {
             assert_eq!(r.state, RemediationState::Blocked);
             assert!(
-                r.reason.contains("MeshReadiness shop/ready remediates"),
+                r.message.contains("MeshReadiness shop/ready remediates"),
                 "{}",
-                r.reason
+                r.message
             );
         }
         assert!(mitigated_by(&plan).is_empty());
@@ -545,10 +592,10 @@ spec: {hosts: [other], http: [{route: [{destination: {host: other}}]}]}
         let vs = find(&plan, Kind::VirtualService);
         assert_eq!(vs.state, RemediationState::Blocked);
         assert!(
-            vs.reason
+            vs.message
                 .contains("never writes an object it does not manage"),
             "{}",
-            vs.reason
+            vs.message
         );
         // Labelled as ours, it is ours: planned (and the checks ignore it).
         let ours = mine.replace(
@@ -655,6 +702,6 @@ spec: {hosts: [other], http: [{route: [{destination: {host: other}}]}]}
             ("DestinationRule", "shop", "cart-meshreadiness")
         );
         assert_eq!(status.state, RemediationState::Planned);
-        assert!(status.reason.contains("MR601"), "{}", status.reason);
+        assert!(status.message.contains("MR601"), "{}", status.message);
     }
 }

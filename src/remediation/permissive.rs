@@ -20,7 +20,7 @@ use crate::checks::{Code, Context, Finding};
 use crate::istio::duration::format_duration;
 use crate::istio::mtls::Scope;
 use crate::remediation::{
-    DesiredObject, FindingKey, Kind, PlanRequest, Remediation, objects_phrase, patch,
+    DesiredObject, FindingKey, Kind, PlanRequest, Reason, Remediation, objects_phrase, patch,
 };
 use crate::snapshot::{PeerAuthenticationInfo, Workload};
 
@@ -115,13 +115,18 @@ fn remediation(
     };
     let ttl = format_duration(ttl(request));
     let blocked = blocked_phrase(&obstacles);
-    let (state, reason, mitigates) = if mitigated.is_empty() {
+    let (state, reason, message, mitigates) = if mitigated.is_empty() {
         let reason = format!(
             "MR301 on {}: {blocked}",
             objects_phrase(obstacles.iter().map(|o| &o.finding))
         );
         let addressed = obstacles.into_iter().map(|o| o.finding).collect();
-        (RemediationState::Blocked, reason, addressed)
+        (
+            RemediationState::Blocked,
+            Reason::UserPolicyOutranks,
+            reason,
+            addressed,
+        )
     } else {
         let mut reason = format!(
             "MR301 on {}: STRICT comes from the mesh-wide PeerAuthentication, which a \
@@ -136,7 +141,12 @@ fn remediation(
                 objects_phrase(obstacles.iter().map(|o| &o.finding))
             ));
         }
-        (RemediationState::Planned, reason, mitigated)
+        (
+            RemediationState::Planned,
+            Reason::MitigatesFindings,
+            reason,
+            mitigated,
+        )
     };
     Remediation {
         kind: Kind::PeerAuthentication,
@@ -144,6 +154,7 @@ fn remediation(
         name: PERMISSIVE_NAME.to_string(),
         state,
         reason,
+        message,
         object: DesiredObject::PeerAuthentication(object),
         mitigates,
         expires: None,
@@ -283,16 +294,17 @@ pub(super) fn apply_ttl(request: &PlanRequest, remediation: &mut Remediation) {
     remediation.expires = expires.map(Time);
     if !(remembered || passed) {
         if let (Some(created), Some(at)) = (created, expires) {
-            remediation.reason = format!(
+            remediation.message = format!(
                 "{} In place since {created}, until {at}.",
-                remediation.reason
+                remediation.message
             );
         }
         return;
     }
     remediation.state = RemediationState::Expired;
+    remediation.reason = Reason::TtlPassed;
     let since = created.map_or(String::new(), |c| format!(" (created {c})"));
-    remediation.reason = format!(
+    remediation.message = format!(
         "The PERMISSIVE policy{since} outlived permissiveMtlsTtl ({}): it is removed and MR301 \
          on {} counts again. Inject the callers; to allow another period, turn \
          remediation.permissiveMtls off and on again.",
@@ -320,7 +332,7 @@ mod tests {
         let plan = plan_for(SHOP_STRICT_FROM_MESH, &permissive_only());
         assert_eq!(plan.len(), 1);
         let pa = &plan[0];
-        assert_eq!(pa.state, RemediationState::Planned, "{}", pa.reason);
+        assert_eq!(pa.state, RemediationState::Planned, "{}", pa.message);
         assert_eq!(
             (pa.namespace.as_str(), pa.name.as_str()),
             ("shop", PERMISSIVE_NAME)
@@ -347,7 +359,7 @@ mod tests {
             serde_json::json!({"mtls": {"mode": "PERMISSIVE"}})
         );
         assert_eq!(yaml["apiVersion"], "security.istio.io/v1");
-        assert!(pa.reason.contains("72h"), "{}", pa.reason);
+        assert!(pa.message.contains("72h"), "{}", pa.message);
     }
 
     #[test]
@@ -393,17 +405,17 @@ spec: {mtls: {mode: STRICT}}
         let pa = &plan[0];
         assert_eq!(pa.state, RemediationState::Blocked);
         assert!(
-            pa.reason.contains("shop/default (mode STRICT)"),
+            pa.message.contains("shop/default (mode STRICT)"),
             "{}",
-            pa.reason
+            pa.message
         );
-        assert!(pa.reason.contains("the oldest wins"), "{}", pa.reason);
+        assert!(pa.message.contains("the oldest wins"), "{}", pa.message);
         assert!(
-            pa.reason.contains(
+            pa.message.contains(
                 r#"kubectl -n shop patch peerauthentication default --type merge -p '{"spec":{"mtls":{"mode":"PERMISSIVE"}}}'"#
             ),
             "{}",
-            pa.reason
+            pa.message
         );
         assert!(mitigated(&plan).is_empty());
     }
@@ -425,9 +437,9 @@ spec: {mtls: {mode: UNSET}}
         );
         assert_eq!(plan[0].state, RemediationState::Blocked);
         assert!(
-            plan[0].reason.contains("(mode UNSET)"),
+            plan[0].message.contains("(mode UNSET)"),
             "{}",
-            plan[0].reason
+            plan[0].message
         );
     }
 
@@ -451,20 +463,20 @@ spec: {selector: {matchLabels: {app: api}}, mtls: {mode: STRICT}}
         let pa = &plan[0];
         assert_eq!(pa.state, RemediationState::Blocked);
         assert!(
-            pa.reason.contains("workload beats namespace"),
+            pa.message.contains("workload beats namespace"),
             "{}",
-            pa.reason
+            pa.message
         );
         assert!(
-            pa.reason.contains("peerauthentication api-strict"),
+            pa.message.contains("peerauthentication api-strict"),
             "{}",
-            pa.reason
+            pa.message
         );
         assert!(
-            pa.reason
+            pa.message
                 .contains(r#"{"spec":{"portLevelMtls":{"8080":{"mode":"PERMISSIVE"}}}}"#),
             "{}",
-            pa.reason
+            pa.message
         );
     }
 
@@ -500,7 +512,11 @@ spec:
                 .collect::<Vec<_>>(),
             ["api"]
         );
-        assert!(pa.reason.contains("Not for Deployment/db"), "{}", pa.reason);
+        assert!(
+            pa.message.contains("Not for Deployment/db"),
+            "{}",
+            pa.message
+        );
     }
 
     #[test]
@@ -558,18 +574,18 @@ spec: {{mtls: {{mode: PERMISSIVE}}}}
             Some(at("2026-01-04T00:00:00Z"))
         );
         assert!(
-            before[0].reason.contains("until 2026-01-04T00:00:00Z"),
+            before[0].message.contains("until 2026-01-04T00:00:00Z"),
             "{}",
-            before[0].reason
+            before[0].message
         );
         let after = plan_at(&snapshot, &spec, at("2026-01-04T00:00:00Z"), &[]);
         assert_eq!(after[0].state, RemediationState::Expired);
         assert!(
             after[0]
-                .reason
+                .message
                 .contains("MR301 on Deployment/api counts again"),
             "{}",
-            after[0].reason
+            after[0].message
         );
         assert!(
             mitigated(&after).is_empty(),
@@ -608,6 +624,8 @@ spec: {{mtls: {{mode: PERMISSIVE}}}}
             name: PERMISSIVE_NAME.into(),
             state: RemediationState::Expired,
             reason: String::new(),
+            message: String::new(),
+            object: None,
         }];
         let plan = plan_at(
             &snapshot,

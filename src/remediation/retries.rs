@@ -22,7 +22,7 @@ use crate::api::istio::{
 use crate::checks::{Code, Context, virtual_services_for};
 use crate::istio::retry::{DEFAULT_RETRY_ON, IDEMPOTENT_METHODS, RetryPolicy};
 use crate::remediation::{
-    DesiredObject, FindingKey, Kind, NAME_SUFFIX, PlanRequest, Remediation, patch,
+    DesiredObject, FindingKey, Kind, NAME_SUFFIX, PlanRequest, Reason, Remediation, patch,
 };
 use crate::snapshot::{ServiceInfo, VirtualServiceInfo};
 
@@ -45,9 +45,10 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
         let name = format!("{}{NAME_SUFFIX}", svc.meta.name);
         let object = virtual_service(request, svc, &name, attempts);
         let theirs = virtual_services_for(cx, svc);
-        let (state, reason) = if theirs.is_empty() {
+        let (state, reason, message) = if theirs.is_empty() {
             (
                 RemediationState::Planned,
+                Reason::MitigatesFindings,
                 format!(
                     "MR701 on Service/{}: retries {} on {IDEMPOTENT_CONDITION} and every other \
                      method on {SAFE_CONDITION}, both beside Istio's default conditions, \
@@ -70,6 +71,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
                 .collect();
             (
                 RemediationState::Blocked,
+                Reason::UserObjectForHost,
                 format!(
                     "MR701 on Service/{}: a mesh VirtualService of yours already routes {}, and \
                      a second one for the host is undefined in Istio. Patch yours so each route \
@@ -87,6 +89,7 @@ pub(super) fn plan(request: &PlanRequest, cx: &Context) -> Vec<Remediation> {
             name,
             state,
             reason,
+            message,
             object: DesiredObject::VirtualService(object),
             mitigates: vec![FindingKey::from(finding)],
             expires: None,
@@ -260,7 +263,7 @@ mod tests {
         let plan = plan_for(CART_WITH_TIMEOUT, &retries_only());
         assert_eq!(plan.len(), 1);
         let vs = &plan[0];
-        assert_eq!(vs.state, RemediationState::Planned, "{}", vs.reason);
+        assert_eq!(vs.state, RemediationState::Planned, "{}", vs.message);
         assert_eq!(
             (vs.namespace.as_str(), vs.name.as_str()),
             ("shop", "cart-meshreadiness")
@@ -355,7 +358,7 @@ spec:
             {"op": "add", "path": "/spec/http/3/retries/retryOn", "value": format!("{DEFAULTS},reset-before-request")},
         ]);
         let fix = format!("kubectl -n shop patch virtualservice cart --type json -p '{ops}'");
-        assert!(vs.reason.contains(&fix), "{}\n{fix}", vs.reason);
+        assert!(vs.message.contains(&fix), "{}\n{fix}", vs.message);
         assert!(mitigated(&plan).is_empty());
     }
 
@@ -389,7 +392,7 @@ spec: {hosts: [cart], gateways: [shop/ingress], http: [{route: [{destination: {h
             assert_eq!(plan[0].state, RemediationState::Blocked, "{ns} {host}");
             assert!(
                 plan[0]
-                    .reason
+                    .message
                     .contains(&format!("kubectl -n {ns} patch virtualservice theirs"))
             );
         }

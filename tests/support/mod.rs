@@ -27,6 +27,7 @@ pub const OPERATOR_NAMESPACE: &str = "meshreadiness-system";
 /// Where `make envtest` put the binaries and Istio's CRDs.
 pub struct Envtest {
     pub kube_apiserver: PathBuf,
+    pub kube_controller_manager: PathBuf,
     pub etcd: PathBuf,
     pub istio_crds: PathBuf,
 }
@@ -54,10 +55,16 @@ impl Envtest {
         let dir = dir.expect("no envtest binaries: run `make envtest` first (CI does)");
         let envtest = Envtest {
             kube_apiserver: dir.join("kube-apiserver"),
+            kube_controller_manager: dir.join("kube-controller-manager"),
             etcd: dir.join("etcd"),
             istio_crds: dir.join("istio-crds.yaml"),
         };
-        for path in [&envtest.kube_apiserver, &envtest.etcd, &envtest.istio_crds] {
+        for path in [
+            &envtest.kube_apiserver,
+            &envtest.kube_controller_manager,
+            &envtest.etcd,
+            &envtest.istio_crds,
+        ] {
             assert!(
                 path.is_file(),
                 "{} is missing: run `make envtest`",
@@ -281,6 +288,27 @@ fn remove_stale_dirs() {
 /// installed before it is handed out. Safe to call from async tests: the set-up runs on the
 /// control plane's own thread.
 pub fn control_plane(istio: bool) -> &'static ControlPlane {
+    control_plane_with(istio, false)
+}
+
+/// Starts kube-controller-manager with only its garbage collector, which deletes objects whose
+/// ownerReferences all point to deleted owners, as in a real cluster. Not on by default: tests
+/// that invent owners (pods of a ReplicaSet never created) would see their objects collected.
+fn start_garbage_collector(plane: &ControlPlane) {
+    let mut kcm = Command::new(&plane.envtest.kube_controller_manager);
+    kcm.args([
+        format!("--kubeconfig={}", plane.kubeconfig.display()),
+        "--controllers=garbagecollector".to_string(),
+        "--leader-elect=false".to_string(),
+        "--secure-port=0".to_string(),
+        "--concurrent-gc-syncs=5".to_string(),
+    ]);
+    spawn_bound(kcm, &plane.dir.join("kube-controller-manager.log"));
+}
+
+/// [`control_plane`], with the garbage collector running when `garbage_collector` is set (the
+/// first call of a test binary decides).
+pub fn control_plane_with(istio: bool, garbage_collector: bool) -> &'static ControlPlane {
     PLANE.get_or_init(|| {
         remove_stale_dirs();
         let dir = std::env::temp_dir().join(format!("meshready-test-{}", std::process::id()));
@@ -308,6 +336,10 @@ pub fn control_plane(istio: bool) -> &'static ControlPlane {
                     }
                     create_namespace(&client, OPERATOR_NAMESPACE).await;
                 });
+                // After the CRDs, so its first discovery already knows them.
+                if garbage_collector {
+                    start_garbage_collector(&plane);
+                }
                 eprintln!(
                     "control plane ready in {:?} at {}",
                     started.elapsed(),
@@ -549,6 +581,53 @@ pub fn start_operator_with(
     leader_election: Option<meshready::operator::leader::LeaderElection>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> meshready::operator::metrics::Metrics {
+    launch(plane, admin_address, leader_election, None, shutdown)
+}
+
+/// The operator's ServiceAccount, as `config/rbac` names it.
+pub const OPERATOR_SERVICE_ACCOUNT: &str = "system:serviceaccount:meshreadiness-system:meshready";
+
+/// Installs `config/rbac` (the operator's ServiceAccount and roles; the remediation role
+/// unbound). With `remediation`, also binds the remediation role, as a user who opts in does.
+pub fn install_rbac(plane: &ControlPlane, remediation: bool) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    plane.kubectl(&[
+        "apply",
+        "--server-side",
+        "-k",
+        &format!("{root}/config/rbac"),
+    ]);
+    if remediation {
+        bind_remediation_role(plane);
+    }
+}
+
+pub fn bind_remediation_role(plane: &ControlPlane) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    plane.kubectl(&[
+        "apply",
+        "--server-side",
+        "-f",
+        &format!("{root}/config/rbac/remediation-binding.yaml"),
+    ]);
+}
+
+/// The operator as its ServiceAccount (the admin impersonates it), so it has exactly the
+/// permissions of `config/rbac`, until `shutdown` resolves.
+pub fn start_operator_as_service_account(
+    plane: &'static ControlPlane,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> meshready::operator::metrics::Metrics {
+    launch(plane, None, None, Some(OPERATOR_SERVICE_ACCOUNT), shutdown)
+}
+
+fn launch(
+    plane: &'static ControlPlane,
+    admin_address: Option<std::net::SocketAddr>,
+    leader_election: Option<meshready::operator::leader::LeaderElection>,
+    impersonate: Option<&'static str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> meshready::operator::metrics::Metrics {
     let metrics = meshready::operator::metrics::Metrics::new().unwrap();
     let shared = metrics.clone();
     std::thread::Builder::new()
@@ -568,10 +647,18 @@ pub fn start_operator_with(
                 .unwrap();
             runtime.block_on(async move {
                 let kubeconfig = Kubeconfig::read_from(&plane.kubeconfig).unwrap();
-                let config =
+                let mut config =
                     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
                         .await
                         .unwrap();
+                if let Some(user) = impersonate {
+                    config.auth_info.impersonate = Some(user.to_string());
+                    config.auth_info.impersonate_groups = Some(vec![
+                        "system:serviceaccounts".to_string(),
+                        "system:serviceaccounts:meshreadiness-system".to_string(),
+                        "system:authenticated".to_string(),
+                    ]);
+                }
                 let client = meshready::operator::client(config).unwrap();
                 let options = meshready::operator::Options {
                     operator_namespace: OPERATOR_NAMESPACE.to_string(),
