@@ -6,8 +6,11 @@ export ETCD_VERSION ?= v3.6.16
 export ISTIO_API_VERSION ?= v1.30.3
 export MESHREADY_CACHE ?= $(HOME)/.cache/meshready
 export MESHREADY_ENVTEST ?= $(MESHREADY_CACHE)/envtest/$(KUBE_VERSION)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= ghcr.io/meshready/meshready:$(VERSION)
+CONTAINER_ENGINE ?= docker
 
-.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down
+.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down image image-rootfs
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -24,6 +27,14 @@ lint: ## rustfmt and clippy, warnings as errors
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
+
+image: ## Build the container image with $(CONTAINER_ENGINE) (needs a running engine)
+	$(CONTAINER_ENGINE) build -t $(IMAGE) --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD) --build-arg CREATED=$$(date -u +%FT%TZ) .
+
+image-rootfs: build ## Without an engine: the image's final filesystem in target/rootfs, run under chroot as UID 65532 (root needed)
+	hack/rootfs.sh target/release/meshready target/rootfs
+	env -i chroot --userspec=65532:65532 target/rootfs /usr/local/bin/meshready version
 
 crd: ## Regenerate crds/meshreadiness.yaml from the Rust types
 	$(CARGO) run --quiet --locked -- crd > crds/meshreadiness.yaml

@@ -1,16 +1,23 @@
 //! The `meshready` binary: parses arguments, dispatches, and maps the outcome to an exit code
-//! (0 clean, 1 findings at `--fail-on`, 2 bad input). Logs go to stderr (`RUST_LOG`).
+//! (0 clean, 1 findings at `--fail-on`, 2 bad input). Logs go to stderr (`RUST_LOG`, or the
+//! controller's `--log-level` and `--log-format`).
 
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
 use clap::Parser;
-use meshready::cli::{self, Cli, Command};
+use meshready::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    init_tracing();
+    match &args.command {
+        Command::Controller(controller) => {
+            init_tracing(&controller.log.log_level, controller.log.log_format)
+        }
+        // The CLI's output is its report; logs only say what went wrong.
+        _ => init_tracing("warn", LogFormat::Text),
+    }
     let mut stdout = io::stdout().lock();
     let outcome = match &args.command {
         Command::Analyze(analyze) => cli::analyze(analyze, io::stdin().lock(), &mut stdout),
@@ -37,12 +44,15 @@ fn run_controller(args: &cli::ControllerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(meshready::operator::serve(
-        args.operator_namespace.clone(),
-        args.debounce_ms,
-        args.admin_address,
-        args.leader_elect,
-    )) {
+    let options = meshready::operator::ServeOptions {
+        operator_namespace: args.operator_namespace.clone(),
+        debounce: std::time::Duration::from_millis(args.debounce_ms),
+        admin_address: Some(args.admin_address),
+        leader_elect: args.leader_elect,
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    match runtime.block_on(meshready::operator::serve(options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("meshready: {err}");
@@ -51,11 +61,20 @@ fn run_controller(args: &cli::ControllerArgs) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// Logs to stderr. `RUST_LOG`, when set, wins over `default_filter`.
+fn init_tracing(default_filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(default_filter))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .init();
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+    }
 }

@@ -52,6 +52,41 @@ pub struct ControllerArgs {
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:8080")]
     pub admin_address: std::net::SocketAddr,
+
+    /// The kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// How the operator logs (to stderr, through `tracing`).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// `json` (one object per line, for log collectors) or `text`.
+    #[arg(long, value_enum, env = "MESHREADY_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// A level (`error`, `warn`, `info`, `debug`, `trace`) or a `tracing` filter such as
+    /// `info,kube=warn`. `RUST_LOG`, when set, wins.
+    #[arg(
+        long,
+        value_name = "FILTER",
+        env = "MESHREADY_LOG_LEVEL",
+        default_value = "info"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

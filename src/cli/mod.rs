@@ -18,7 +18,8 @@ use kube::CustomResourceExt;
 
 pub use analyze::{Status, analyze, run_checks};
 pub use args::{
-    AnalyzeArgs, CatalogueFormat, ChecksArgs, Cli, Command, ControllerArgs, FailOn, OutputFormat,
+    AnalyzeArgs, CatalogueFormat, ChecksArgs, Cli, Command, ControllerArgs, FailOn, LogArgs,
+    LogFormat, OutputFormat,
 };
 pub use error::{Error, Result};
 pub use load::{Loaded, Origin, load};

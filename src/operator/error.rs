@@ -27,6 +27,9 @@ pub enum Error {
     #[error("connecting to the API server: {0}")]
     Connect(#[source] kube::Error),
 
+    #[error("reading the kubeconfig: {0}")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+
     #[error("MeshReadiness {0} has no namespace")]
     MissingNamespace(String),
 
@@ -50,6 +53,7 @@ impl Error {
             Error::Remediate { .. } => "remediation_write",
             Error::Encode(_) => "encode",
             Error::Connect(_) => "connect",
+            Error::Kubeconfig(_) => "kubeconfig",
             Error::MissingNamespace(_) => "invalid_object",
             Error::Metrics(_) => "metrics",
             Error::Serve { .. } => "serve",

@@ -117,6 +117,34 @@ impl LeaderElection {
         }
     }
 
+    /// Gives the lease up, if this replica holds it, so a standby takes over at once instead of
+    /// after the lease expires (client-go's ReleaseOnCancel). Called once writing has stopped.
+    pub async fn release(&self, client: kube::Client) {
+        let api: Api<Lease> = Api::namespaced(client, &self.namespace);
+        let Ok(Some(mut lease)) = api.get_opt(&self.name).await else {
+            return;
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return;
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return;
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        lease.metadata.managed_fields = None;
+        match api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(identity = %self.identity, lease = %self.name, "released the leader lease")
+            }
+            Err(error) => tracing::warn!(%error, "releasing the leader lease"),
+        }
+    }
+
     /// Runs forever: acquires, renews, and keeps `leader` true exactly while the lease is ours
     /// and fresh. A renewal that fails past the lease's duration drops leadership at once.
     pub async fn run(self, client: kube::Client, leader: Arc<AtomicBool>) {

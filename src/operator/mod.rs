@@ -99,19 +99,48 @@ impl Router {
 const IN_CLUSTER_NAMESPACE_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
 pub use crate::api::keys::DEFAULT_OPERATOR_NAMESPACE;
 
-/// `meshready controller`: connects with the usual kubeconfig or in-cluster config and runs the
-/// controller until SIGTERM or Ctrl-C.
-pub async fn serve(
-    operator_namespace: Option<String>,
-    debounce_ms: u64,
-    admin_address: std::net::SocketAddr,
-    leader_elect: bool,
-) -> Result<()> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| Error::Connect(kube::Error::InferConfig(e)))?;
-    let client = client(config)?;
-    let operator_namespace = operator_namespace
+/// What `meshready controller` was asked for on its command line.
+#[derive(Clone, Debug, Default)]
+pub struct ServeOptions {
+    /// Where a `namespaceSelector` is honoured; `None`: the pod's namespace, else the default.
+    pub operator_namespace: Option<String>,
+    pub debounce: Duration,
+    pub admin_address: Option<std::net::SocketAddr>,
+    pub leader_elect: bool,
+    /// A kubeconfig file; `None`: `$KUBECONFIG`, `~/.kube/config`, else in-cluster.
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// A kubeconfig context; `None`: the current one.
+    pub context: Option<String>,
+}
+
+/// The client configuration: the kubeconfig file and context asked for, else the usual
+/// inference (`$KUBECONFIG`, `~/.kube/config`, in-cluster).
+async fn client_config(options: &ServeOptions) -> Result<kube::Config> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let selection = KubeConfigOptions {
+        context: options.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&options.kubeconfig, &options.context) {
+        (Some(path), _) => {
+            let file = Kubeconfig::read_from(path).map_err(Error::Kubeconfig)?;
+            kube::Config::from_custom_kubeconfig(file, &selection).await
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&selection).await,
+        (None, None) => {
+            return kube::Config::infer()
+                .await
+                .map_err(|e| Error::Connect(kube::Error::InferConfig(e)));
+        }
+    };
+    config.map_err(Error::Kubeconfig)
+}
+
+/// `meshready controller`: connects and runs the controller until SIGTERM or Ctrl-C.
+pub async fn serve(options: ServeOptions) -> Result<()> {
+    let client = client(client_config(&options).await?)?;
+    let operator_namespace = options
+        .operator_namespace
         .or_else(|| {
             std::fs::read_to_string(IN_CLUSTER_NAMESPACE_FILE)
                 .ok()
@@ -119,7 +148,7 @@ pub async fn serve(
         })
         .filter(|ns| !ns.is_empty())
         .unwrap_or_else(|| DEFAULT_OPERATOR_NAMESPACE.to_string());
-    let leader_election = leader_elect.then(|| leader::LeaderElection {
+    let leader_election = options.leader_elect.then(|| leader::LeaderElection {
         namespace: operator_namespace.clone(),
         name: "meshready-leader".to_string(),
         identity: std::env::var("POD_NAME")
@@ -127,8 +156,8 @@ pub async fn serve(
     });
     let options = Options {
         operator_namespace,
-        debounce: Duration::from_millis(debounce_ms),
-        admin_address: Some(admin_address),
+        debounce: options.debounce,
+        admin_address: options.admin_address,
         leader_election,
     };
     run(client, options, metrics::Metrics::new()?, shutdown_signal()).await
@@ -216,9 +245,14 @@ pub async fn run(
         synced: Default::default(),
         leader: Arc::new(AtomicBool::new(options.leader_election.is_none())),
     });
-    if let Some(election) = options.leader_election {
-        tokio::spawn(election.run(context.client.clone(), Arc::clone(&context.leader)));
-    }
+    let election = options.leader_election.map(|election| {
+        let task = tokio::spawn(
+            election
+                .clone()
+                .run(context.client.clone(), Arc::clone(&context.leader)),
+        );
+        (election, task)
+    });
     // Nodes only feed their store; they trigger nothing.
     tokio::spawn(streams_nodes.for_each(|_| std::future::ready(())));
     let collector = server::StateCollector::new(Arc::clone(&context))?;
@@ -231,7 +265,7 @@ pub async fn run(
     tracing::info!(operator_namespace = %context.operator_namespace, "controller starting");
     controller
         .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .run(reconcile::reconcile, reconcile::error_policy, Arc::clone(&context))
         .for_each(|result| async move {
             match result {
                 Ok((object, _)) => tracing::debug!(name = %object.name, namespace = object.namespace.as_deref().unwrap_or_default(), "reconciled"),
@@ -239,5 +273,14 @@ pub async fn run(
             }
         })
         .await;
+    // Every reconcile has finished: stop writing, and hand the lease over at once.
+    if let Some((election, task)) = election {
+        task.abort();
+        context
+            .leader
+            .store(false, std::sync::atomic::Ordering::Release);
+        election.release(context.client.clone()).await;
+    }
+    tracing::info!("controller stopped");
     Ok(())
 }
