@@ -321,40 +321,33 @@ async fn destination_rule_and_virtual_service_follow_their_findings() {
     wait_gone::<DestinationRule>(&client, ns, name).await;
 }
 
+/// The user objects (no managed-by label) of kind `K` in `ns`: `Kind/name` to resourceVersion.
+async fn versions_of<K>(client: &Client, ns: &str, out: &mut BTreeMap<String, String>)
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let params = ListParams::default().labels("!app.kubernetes.io/managed-by");
+    for o in Api::<K>::namespaced(client.clone(), ns)
+        .list(&params)
+        .await
+        .unwrap()
+    {
+        out.insert(
+            format!("{}/{}", K::kind(&()), o.name_any()),
+            o.resource_version().unwrap(),
+        );
+    }
+}
+
 /// Every user object of the three kinds in a namespace, by name: its resourceVersion.
 async fn user_versions(client: &Client, ns: &str) -> BTreeMap<String, String> {
-    let params = ListParams::default().labels("!app.kubernetes.io/managed-by");
     let mut out = BTreeMap::new();
-    for o in Api::<PeerAuthentication>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("PeerAuthentication/{}", o.name_any()),
-            o.resource_version().unwrap(),
-        );
-    }
-    for o in Api::<DestinationRule>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("DestinationRule/{}", o.name_any()),
-            o.resource_version().unwrap(),
-        );
-    }
-    for o in Api::<VirtualService>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await
-        .unwrap()
-    {
-        out.insert(
-            format!("VirtualService/{}", o.name_any()),
-            o.resource_version().unwrap(),
-        );
-    }
+    versions_of::<PeerAuthentication>(client, ns, &mut out).await;
+    versions_of::<DestinationRule>(client, ns, &mut out).await;
+    versions_of::<VirtualService>(client, ns, &mut out).await;
     out
 }
 
