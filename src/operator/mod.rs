@@ -2,6 +2,7 @@
 //! decision is made by the pure core over a snapshot of them; status and Events are written only
 //! when something changed.
 
+mod backoff;
 mod context;
 mod error;
 mod events;
@@ -21,8 +22,8 @@ use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 pub use context::Context;
@@ -199,11 +200,20 @@ pub async fn run(
 ) -> Result<()> {
     let (stores, mut streams) = Stores::new(&client);
     let streams_nodes = std::mem::replace(&mut streams.nodes, futures::stream::empty().boxed());
-    let controller = Controller::new(
+    // The MeshReadiness watch is built here rather than by `Controller::new` so that, like the
+    // others, it retries on its own backoff and never hands errors to the controller.
+    let (mesh_readiness, writer) = reflector::store();
+    let own = watcher(
         Api::<MeshReadiness>::all(client.clone()),
         watcher::Config::default().any_semantic(),
     )
-    .with_config(ControllerConfig::default().debounce(options.debounce));
+    .backoff(backoff::WatchBackoff::default())
+    .modify(|mr: &mut MeshReadiness| mr.metadata.managed_fields = None)
+    .reflect(writer)
+    .applied_objects()
+    .filter_map(|change| std::future::ready(stores::retried_here(change)));
+    let controller = Controller::for_stream(own, mesh_readiness)
+        .with_config(ControllerConfig::default().debounce(options.debounce));
     let router = Router {
         mesh_readiness: controller.store(),
         namespaces: stores.namespaces.clone(),

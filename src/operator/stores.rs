@@ -127,12 +127,29 @@ where
             }
             event
         })
-        .default_backoff()
+        .backoff(super::backoff::WatchBackoff::default())
         .modify(strip)
         .reflect(writer)
         .touched_objects()
+        .filter_map(|change| std::future::ready(retried_here(change)))
         .boxed();
     (reader, changes)
+}
+
+/// A watch error stops here: logged, and retried by this watch's own backoff. Passed on, it
+/// would reach the controller's trigger stream, which kube-runtime backs off as one, so that
+/// every watch waits while any one fails (after an API server outage, statuses stayed stale
+/// for minutes: tests/faults_apiserver.rs).
+pub fn retried_here<K: Resource<DynamicType = ()>>(
+    change: Result<K, watcher::Error>,
+) -> Option<Result<K, watcher::Error>> {
+    match change {
+        Ok(object) => Some(Ok(object)),
+        Err(error) => {
+            tracing::warn!(kind = %K::kind(&()), %error, "watch failed; retrying");
+            None
+        }
+    }
 }
 
 /// The stores every reconcile reads.

@@ -81,6 +81,8 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub audit_log: PathBuf,
     pub envtest: Envtest,
+    /// kube-apiserver's arguments and running pid, so fault tests can stop and restart it.
+    apiserver: std::sync::Mutex<(Vec<String>, Option<u32>)>,
 }
 
 fn free_port() -> u16 {
@@ -89,6 +91,19 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// [`spawn_bound`] from a thread of its own that never exits, for processes started after the
+/// control plane (a test's thread ends with the test, and its children would die with it).
+fn spawn_kept(command: Command, log: PathBuf) -> u32 {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tx.send(spawn_bound(command, &log)).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().unwrap()
 }
 
 /// Children die with the thread that spawned them (a thread that never exits).
@@ -179,11 +194,12 @@ rules:
 - level: None
   users: [\"system:apiserver\"]
 - level: Metadata
-  verbs: [create, update, patch, delete, deletecollection]
+  verbs: [create, update, patch, delete, deletecollection, list]
 - level: None
 ";
 
-fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
+/// Starts etcd and kube-apiserver; returns the kubeconfig, kube-apiserver's arguments and pid.
+fn start(dir: &Path, envtest: &Envtest) -> (PathBuf, Vec<String>, u32) {
     let pki = pki();
     let file = |name: &str, text: &str| {
         let path = dir.join(name);
@@ -211,8 +227,7 @@ fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
         "--log-level=warn".to_string(),
     ]);
     spawn_bound(etcd, &dir.join("etcd.log"));
-    let mut apiserver = Command::new(&envtest.kube_apiserver);
-    apiserver.args([
+    let apiserver_args = vec![
         format!("--etcd-servers={etcd_url}"),
         format!("--secure-port={api_port}"),
         "--bind-address=127.0.0.1".to_string(),
@@ -230,8 +245,10 @@ fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
         "--disable-admission-plugins=ServiceAccount".to_string(),
         format!("--audit-policy-file={}", policy.display()),
         format!("--audit-log-path={}", dir.join("audit.log").display()),
-    ]);
-    spawn_bound(apiserver, &dir.join("kube-apiserver.log"));
+    ];
+    let mut apiserver = Command::new(&envtest.kube_apiserver);
+    apiserver.args(&apiserver_args);
+    let apiserver_pid = spawn_bound(apiserver, &dir.join("kube-apiserver.log"));
     let kubeconfig = dir.join("kubeconfig");
     let b64 = |text: &str| {
         use std::io::Write;
@@ -259,7 +276,7 @@ fn start(dir: &Path, envtest: &Envtest) -> PathBuf {
         ),
     )
     .unwrap();
-    kubeconfig
+    (kubeconfig, apiserver_args, apiserver_pid)
 }
 
 static PLANE: OnceLock<ControlPlane> = OnceLock::new();
@@ -320,12 +337,13 @@ pub fn control_plane_with(istio: bool, garbage_collector: bool) -> &'static Cont
             .spawn(move || {
                 let envtest = Envtest::find();
                 let started = Instant::now();
-                let kubeconfig = start(&thread_dir, &envtest);
+                let (kubeconfig, args, pid) = start(&thread_dir, &envtest);
                 let plane = ControlPlane {
                     audit_log: thread_dir.join("audit.log"),
                     kubeconfig,
                     dir: thread_dir,
                     envtest,
+                    apiserver: std::sync::Mutex::new((args, Some(pid))),
                 };
                 block_on(async {
                     let client = plane.client().await;
@@ -494,6 +512,96 @@ impl ControlPlane {
         }
     }
 
+    /// The port kube-apiserver listens on.
+    pub fn api_port(&self) -> u16 {
+        let (args, _) = &*self.apiserver.lock().unwrap();
+        args.iter()
+            .find_map(|a| a.strip_prefix("--secure-port="))
+            .and_then(|p| p.parse().ok())
+            .expect("--secure-port")
+    }
+
+    /// Kills kube-apiserver (SIGKILL: no goodbye to its clients) and waits until its port is
+    /// free. etcd keeps running.
+    pub fn stop_apiserver(&self) {
+        let pid = self.apiserver.lock().unwrap().1.take().expect("running");
+        // SAFETY: plain syscalls on our own child's pid.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+            libc::waitpid(pid as i32, std::ptr::null_mut(), 0);
+        }
+        let port = self.api_port();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "port {port} still taken");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts kube-apiserver again, as it was, and waits until it is ready.
+    pub async fn start_apiserver(&self) {
+        let args = {
+            let (args, pid) = &*self.apiserver.lock().unwrap();
+            assert!(pid.is_none(), "already running");
+            args.clone()
+        };
+        let mut command = Command::new(&self.envtest.kube_apiserver);
+        command.args(&args);
+        let pid = spawn_kept(command, self.dir.join("kube-apiserver-restarted.log"));
+        self.apiserver.lock().unwrap().1 = Some(pid);
+        wait_ready(&self.client().await, self).await;
+    }
+
+    /// A second kube-apiserver on the same etcd, with `extra` arguments: the cluster as other
+    /// clients see it while the first is down. Returns a client for it once it is ready.
+    pub async fn second_apiserver(&self, extra: &[&str]) -> Client {
+        let port = free_port();
+        let mut args: Vec<String> = self.apiserver.lock().unwrap().0.clone();
+        for arg in &mut args {
+            if arg.starts_with("--secure-port=") {
+                *arg = format!("--secure-port={port}");
+            } else if arg.starts_with("--audit-log-path=") {
+                *arg = format!(
+                    "--audit-log-path={}",
+                    self.dir.join("audit-second.log").display()
+                );
+            } else if arg.starts_with("--cert-dir=") {
+                *arg = format!("--cert-dir={}", self.dir.join("pki-second").display());
+            }
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut command = Command::new(&self.envtest.kube_apiserver);
+        command.args(&args);
+        spawn_kept(command, self.dir.join("kube-apiserver-second.log"));
+        let kubeconfig = std::fs::read_to_string(&self.kubeconfig).unwrap().replace(
+            &format!("127.0.0.1:{}\n", self.api_port()),
+            &format!("127.0.0.1:{port}\n"),
+        );
+        let config = kube::Config::from_custom_kubeconfig(
+            Kubeconfig::from_yaml(&kubeconfig).unwrap(),
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = Client::try_from(config).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            if client
+                .request_text(req)
+                .await
+                .is_ok_and(|t| t.trim() == "ok")
+            {
+                return client;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the second kube-apiserver is not ready"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// `kubectl --kubeconfig <this plane> ARGS`: stdout on success, a panic with stderr otherwise.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let out = Command::new("kubectl")
@@ -539,6 +647,23 @@ impl ControlPlane {
         &self,
         filter: impl Fn(&serde_json::Value) -> bool,
     ) -> Vec<serde_json::Value> {
+        self.operator_requests()
+            .into_iter()
+            .filter(|e| e["verb"] != "list")
+            .filter(|e| filter(e))
+            .collect()
+    }
+
+    /// The operator's LIST requests of `resource` (a relist after a watch expired shows here).
+    pub fn operator_lists(&self, resource: &str) -> Vec<serde_json::Value> {
+        self.operator_requests()
+            .into_iter()
+            .filter(|e| e["verb"] == "list" && e["objectRef"]["resource"] == resource)
+            .collect()
+    }
+
+    /// Every audited request of the operator (its User-Agent), completed.
+    fn operator_requests(&self) -> Vec<serde_json::Value> {
         let Ok(file) = std::fs::File::open(&self.audit_log) else {
             return Vec::new();
         };
@@ -550,9 +675,8 @@ impl ControlPlane {
                 e["userAgent"]
                     .as_str()
                     .is_some_and(|ua| ua.starts_with("meshready/"))
+                    && e["stage"] == "ResponseComplete"
             })
-            .filter(|e| e["stage"] == "ResponseComplete")
-            .filter(|e| filter(e))
             .collect()
     }
 }
