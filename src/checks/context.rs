@@ -64,6 +64,18 @@ fn is_wildcard(pattern: &str) -> bool {
 }
 
 impl Index {
+    /// Positions of `list` grouped by namespace, in list order within each.
+    fn ranges<'l, T>(
+        list: &'l [T],
+        namespace: impl Fn(&T) -> &String,
+    ) -> BTreeMap<&'l str, Vec<usize>> {
+        let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, item) in list.iter().enumerate() {
+            out.entry(namespace(item).as_str()).or_default().push(i);
+        }
+        out
+    }
+
     pub fn new(snapshot: &Snapshot) -> Index {
         let mut index = Index {
             meshed: snapshot
@@ -116,7 +128,7 @@ impl Index {
 }
 
 /// Running pods show the truth; without any, the template predicts it.
-fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
+pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
     let injection = snapshot
         .namespace(&w.meta.namespace)
         .map_or(Injection::Unlabelled, |n| n.injection);
@@ -138,26 +150,50 @@ pub fn plaintext_count(w: &Workload) -> usize {
 
 fn plaintext_callers(snapshot: &Snapshot, meshed: &[bool]) -> BTreeMap<String, Vec<usize>> {
     let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (i, w) in snapshot.workloads.iter().enumerate() {
-        let ns = &w.meta.namespace;
-        let in_mesh =
-            meshed[i] || snapshot.namespace(ns).map(|n| n.injection) == Some(Injection::Ambient);
-        if in_mesh || snapshot.is_system_namespace(ns) || plaintext_count(w) == 0 {
-            continue;
-        }
-        match out.get_mut(ns) {
-            Some(list) => list.push(i),
-            None => {
-                out.insert(ns.clone(), vec![i]);
-            }
+    for (ns, positions) in Index::ranges(&snapshot.workloads, |w| &w.meta.namespace) {
+        if let Some(list) = plaintext_callers_in(snapshot, meshed, positions) {
+            out.insert(ns.to_string(), list);
         }
     }
     out
 }
 
+/// MR301's callers among the workloads at `positions` (all of one namespace), if any.
+pub(crate) fn plaintext_callers_in(
+    snapshot: &Snapshot,
+    meshed: &[bool],
+    positions: impl IntoIterator<Item = usize>,
+) -> Option<Vec<usize>> {
+    let list: Vec<usize> = positions
+        .into_iter()
+        .filter(|i| {
+            let w = &snapshot.workloads[*i];
+            let ns = &w.meta.namespace;
+            let in_mesh = meshed[*i]
+                || snapshot.namespace(ns).map(|n| n.injection) == Some(Injection::Ambient);
+            !in_mesh && !snapshot.is_system_namespace(ns) && plaintext_count(w) > 0
+        })
+        .collect();
+    (!list.is_empty()).then_some(list)
+}
+
 fn declared_ports(snapshot: &Snapshot) -> BTreeMap<i32, Vec<(usize, Protocol)>> {
+    let mut out = declared_ports_of(snapshot, 0..snapshot.services.len());
+    for uses in out.values_mut() {
+        uses.sort_by(|a, b| port_use_order(snapshot, *a, *b));
+    }
+    out
+}
+
+/// The declared non-UDP port protocols of the Services at `positions`, outside system
+/// namespaces, by port number, in position order.
+pub(crate) fn declared_ports_of(
+    snapshot: &Snapshot,
+    positions: impl IntoIterator<Item = usize>,
+) -> BTreeMap<i32, Vec<(usize, Protocol)>> {
     let mut out: BTreeMap<i32, Vec<(usize, Protocol)>> = BTreeMap::new();
-    for (i, svc) in snapshot.services.iter().enumerate() {
+    for i in positions {
+        let svc = &snapshot.services[i];
         if snapshot.is_system_namespace(&svc.meta.namespace) {
             continue;
         }
@@ -170,9 +206,6 @@ fn declared_ports(snapshot: &Snapshot) -> BTreeMap<i32, Vec<(usize, Protocol)>> 
                 out.entry(port.port).or_default().push((i, p));
             }
         }
-    }
-    for uses in out.values_mut() {
-        uses.sort_by(|a, b| port_use_order(snapshot, *a, *b));
     }
     out
 }
