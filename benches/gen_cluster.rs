@@ -50,11 +50,16 @@ fn main() {
         .iter()
         .map(|k| format!("{k} {}", cluster.count(k)))
         .collect();
-    println!("wrote {} (seed {}): {}", out.display(), sizes.seed, counts.join(", "));
+    println!(
+        "wrote {} (seed {}): {}",
+        out.display(),
+        sizes.seed,
+        counts.join(", ")
+    );
     println!("planted problems: {:?}", cluster.planted);
     if !flags.benching() {
         // Read back through the same loader `meshready analyze` uses.
-        let loaded = meshready::cli::load(&[out.clone()], "default", std::io::empty())
+        let loaded = meshready::cli::load(std::slice::from_ref(&out), "default", std::io::empty())
             .expect("generated manifests load");
         assert!(!loaded.objects.is_empty());
         fs::remove_dir_all(&out).expect("cleaning up");

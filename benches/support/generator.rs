@@ -246,7 +246,7 @@ fn namespace(
 }
 
 /// A Deployment, its ReplicaSet, `replicas` running Pods and the Service selecting them (last).
-fn application(
+pub fn application(
     rng: &mut Rng,
     planted: &mut Planted,
     ns: &str,
@@ -262,7 +262,11 @@ fn application(
         planted.node_images += 1;
         "node:20-alpine".to_string()
     } else {
-        format!("registry.example.com/{ns}/{app}:1.{}.{}", rng.below(20), rng.below(10))
+        format!(
+            "registry.example.com/{ns}/{app}:1.{}.{}",
+            rng.below(20),
+            rng.below(10)
+        )
     };
     let mut container = json!({
         "name": "app",
@@ -459,14 +463,18 @@ fn istio_objects(
             _ => {
                 let app = host(k);
                 let retries = match rng.below(100) {
-                    0..=49 => Some(json!({"attempts": 2, "retryOn": "connect-failure,refused-stream,reset", "perTryTimeout": "2s"})),
+                    0..=49 => Some(
+                        json!({"attempts": 2, "retryOn": "connect-failure,refused-stream,reset", "perTryTimeout": "2s"}),
+                    ),
                     50..=79 => {
                         planted.retries_without_reset += 1;
                         None
                     }
                     _ => {
                         planted.retries_non_idempotent += 1;
-                        Some(json!({"attempts": 3, "retryOn": "5xx,connect-failure,refused-stream"}))
+                        Some(
+                            json!({"attempts": 3, "retryOn": "5xx,connect-failure,refused-stream"}),
+                        )
                     }
                 };
                 let undefined = rng.chance(2);
@@ -506,7 +514,8 @@ fn istio_objects(
 /// what a watch cache holds.
 pub fn as_served(object: &mut Value, rng: &mut Rng) {
     let kind = object["kind"].as_str().unwrap_or_default().to_string();
-    let fields_v1 = json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {".": {}}});
+    let fields_v1 =
+        json!({"f:metadata": {"f:labels": {".": {}, "f:app": {}}}, "f:spec": {".": {}}});
     let last_applied = serde_json::to_string(&*object).unwrap_or_default();
     let meta = &mut object["metadata"];
     meta["uid"] = json!(uid(rng));

@@ -57,7 +57,9 @@ impl Flags {
 }
 
 /// Decodes generated objects as `meshready analyze` and the operator would hold them.
-pub fn cluster_objects<'a>(values: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<ClusterObject> {
+pub fn cluster_objects<'a>(
+    values: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> Vec<ClusterObject> {
     values
         .into_iter()
         .filter_map(|v| ClusterObject::from_value(v.clone()).expect("generated objects decode"))

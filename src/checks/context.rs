@@ -65,10 +65,7 @@ fn is_wildcard(pattern: &str) -> bool {
 
 impl Index {
     /// Positions of `list` grouped by namespace, in list order within each.
-    fn ranges<'l, T>(
-        list: &'l [T],
-        namespace: impl Fn(&T) -> &String,
-    ) -> BTreeMap<&'l str, Vec<usize>> {
+    fn ranges<T>(list: &[T], namespace: impl Fn(&T) -> &String) -> BTreeMap<&str, Vec<usize>> {
         let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (i, item) in list.iter().enumerate() {
             out.entry(namespace(item).as_str()).or_default().push(i);
@@ -513,28 +510,27 @@ impl<'a> Context<'a> {
             .collect()
     }
 
-    /// DestinationRules (anywhere) whose host covers the fully qualified `fqdn`.
+    /// DestinationRules (anywhere) whose host covers the fully qualified `fqdn`, in snapshot
+    /// order.
     pub fn destination_rules_for(
         &self,
         fqdn: &str,
     ) -> Vec<&'a crate::snapshot::DestinationRuleInfo> {
         let all = &self.snapshot.destination_rules;
-        let exact = if is_wildcard(fqdn) {
-            &[][..]
+        let mut positions: Vec<usize> = if is_wildcard(fqdn) {
+            Vec::new()
         } else {
-            Self::positions(&self.index.destination_rules_by_host, fqdn)
+            Self::positions(&self.index.destination_rules_by_host, fqdn).to_vec()
         };
-        let wildcard = self
-            .index
-            .wildcard_destination_rules
-            .iter()
-            .filter(move |i| {
-                hosts::matches(
-                    &hosts::resolve(&all[**i].spec.host, &all[**i].meta.namespace),
-                    fqdn,
-                )
-            });
-        exact.iter().chain(wildcard).map(|i| &all[*i]).collect()
+        positions.extend(self.index.wildcard_destination_rules.iter().filter(|i| {
+            hosts::matches(
+                &hosts::resolve(&all[**i].spec.host, &all[**i].meta.namespace),
+                fqdn,
+            )
+        }));
+        positions.sort_unstable();
+        positions.dedup();
+        positions.into_iter().map(|i| &all[i]).collect()
     }
 
     /// Mesh-bound VirtualServices (anywhere) whose hosts include the fully qualified `fqdn`, in
