@@ -7,7 +7,7 @@ export ISTIO_API_VERSION ?= v1.30.3
 export MESHREADY_CACHE ?= $(HOME)/.cache/meshready
 export MESHREADY_ENVTEST ?= $(MESHREADY_CACHE)/envtest/$(KUBE_VERSION)
 
-.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down
+.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ demo: envtest ## A local control plane, the example shop, the operator, and kube
 
 analyze-examples: ## The offline analyzer on examples/
 	$(CARGO) run --quiet --release --locked -- analyze -f examples/ --fail-on never
+
+bench: ## Benchmarks on a generated large cluster (BENCHMARKS.md records the figures)
+	hack/bench.sh
 
 envtest: ## Build (once, cached outside the repo) kube-apiserver, etcd and Istio's CRDs for tests
 	hack/envtest.sh
