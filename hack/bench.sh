@@ -16,15 +16,22 @@ ISTIOCTL=${ISTIOCTL:-$CACHE/istioctl/istioctl}
 CLUSTER=$BENCH_DIR/cluster-large
 CARGO=${CARGO:-cargo}
 
+# ONLY=5 runs benchmark 5 alone (on a cluster generated before).
+ONLY=${ONLY:-}
+
 echo "== machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), shared with other builds"
-echo "== generator"
-nice -n 5 "$CARGO" bench --locked --bench gen_cluster -- --out "$CLUSTER"
-echo "== benchmarks 1 and 2: analysis"
-nice -n 5 "$CARGO" bench --locked --bench analysis -- --runs "$RUNS"
-echo "== benchmark 3: heap per cached object"
-nice -n 5 "$CARGO" bench --locked --bench heap
-echo "== benchmark 4: operator against the local control plane"
-echo "not measured yet (see BENCHMARKS.md): skipped"
+if [ "$ONLY" != 5 ] || [ ! -d "$CLUSTER" ]; then
+    echo "== generator"
+    nice -n 5 "$CARGO" bench --locked --bench gen_cluster -- --out "$CLUSTER"
+fi
+if [ "$ONLY" != 5 ]; then
+    echo "== benchmarks 1 and 2: analysis"
+    nice -n 5 "$CARGO" bench --locked --bench analysis -- --runs "$RUNS"
+    echo "== benchmark 3: heap per cached object"
+    nice -n 5 "$CARGO" bench --locked --bench heap
+    echo "== benchmark 4: operator against the local control plane"
+    echo "not measured yet (see BENCHMARKS.md): skipped"
+fi
 
 nice -n 5 "$CARGO" build --release --locked --quiet
 
@@ -48,13 +55,15 @@ measure() {
         }
         tail -1 "$samples.one" >> "$samples"
     done
-    awk -v name="$name" '
-        { wall[NR] = $1; rss[NR] = $2 }
-        END {
-            n = asort(wall); asort(rss)
-            printf "%-44s wall min %.2f s  median %.2f s  max %.2f s   peak RSS min %.0f MiB  median %.0f MiB  max %.0f MiB  (%d runs)\n",
-                name, wall[1], wall[int((n + 1) / 2)], wall[n], rss[1] / 1024, rss[int((n + 1) / 2)] / 1024, rss[n] / 1024, n
-        }' "$samples"
+    local n wall rss
+    n=$(wc -l < "$samples")
+    wall=$(cut -d' ' -f1 "$samples" | sort -g)
+    rss=$(cut -d' ' -f2 "$samples" | sort -g)
+    pick() { sed -n "$1p" <<< "$2"; }
+    local mid=$(((n + 1) / 2))
+    printf "%-40s wall min %s s  median %s s  max %s s   peak RSS min %s MiB  median %s MiB  max %s MiB  (%d runs)\n" \
+        "$name" "$(pick 1 "$wall")" "$(pick "$mid" "$wall")" "$(pick "$n" "$wall")" \
+        "$(($(pick 1 "$rss") / 1024))" "$(($(pick "$mid" "$rss") / 1024))" "$(($(pick "$n" "$rss") / 1024))" "$n"
     rm -f "$samples" "$samples.one" "$samples.err"
 }
 
