@@ -13,10 +13,11 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
 
 fn namespaces(cx: &Context, out: &mut Findings) {
     for ns in cx
-        .snapshot
+        .request
         .namespaces
-        .values()
-        .filter(|ns| cx.checked(&ns.meta.name))
+        .iter()
+        .filter(|ns| cx.checked(ns))
+        .filter_map(|ns| cx.snapshot.namespace(ns))
     {
         let name = &ns.meta.name;
         match ns.injection {

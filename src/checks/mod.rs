@@ -2,6 +2,7 @@
 
 mod catalogue;
 mod context;
+mod incremental;
 mod injection;
 mod lifecycle;
 mod listeners;
@@ -20,7 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use catalogue::{Code, Family, Severity, UnknownCode};
-pub use context::Context;
+pub use context::{Context, Index};
+pub use incremental::{Incremental, IncrementalError, Replaced};
 // Read by the remediation planner, which mitigates exactly what these checks find.
 pub use retries::{is_mesh_bound, virtual_services_for};
 pub use timeouts::{KeepAliveSource, Mismatch, keep_alive_mismatch, recommended_idle_timeout};
@@ -87,17 +89,27 @@ impl Findings {
 
 /// Runs every check on the requested namespaces. Findings come sorted, most severe first.
 pub fn run(snapshot: &Snapshot, request: &CheckRequest) -> Vec<Finding> {
-    let cx = Context::new(snapshot, request);
+    run_in(&Context::new(snapshot, request))
+}
+
+/// [`run`] with an [`Index`] of `snapshot` made earlier: a run on one namespace then reads only
+/// what concerns that namespace.
+pub fn run_indexed(snapshot: &Snapshot, index: &Index, request: &CheckRequest) -> Vec<Finding> {
+    run_in(&Context::indexed(snapshot, index, request))
+}
+
+fn run_in(cx: &Context) -> Vec<Finding> {
+    let request = cx.request;
     let mut out = Findings::default();
-    injection::check(&cx, &mut out);
-    protocols::check(&cx, &mut out);
-    mtls::check(&cx, &mut out);
-    probes::check(&cx, &mut out);
-    lifecycle::check(&cx, &mut out);
-    timeouts::check(&cx, &mut out);
-    retries::check(&cx, &mut out);
-    listeners::check(&cx, &mut out);
-    routes::check(&cx, &mut out);
+    injection::check(cx, &mut out);
+    protocols::check(cx, &mut out);
+    mtls::check(cx, &mut out);
+    probes::check(cx, &mut out);
+    lifecycle::check(cx, &mut out);
+    timeouts::check(cx, &mut out);
+    retries::check(cx, &mut out);
+    listeners::check(cx, &mut out);
+    routes::check(cx, &mut out);
     let mut findings: Vec<Finding> = out
         .0
         .into_iter()

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use super::context::pods_phrase;
+use super::context::{plaintext_count, pods_phrase};
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::{ClientTls, MtlsMode, TrafficPolicy};
-use crate::istio::mtls::{Scope, has_selector, oldest_first, selects};
+use crate::istio::mtls::{Scope, has_selector, selects};
 use crate::snapshot::{DestinationRuleInfo, Injection, PeerAuthenticationInfo, Workload};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
@@ -13,15 +13,6 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
     destination_rules(cx, out);
     duplicate_policies(cx, out);
     ineffective_port_level(cx, out);
-}
-
-/// How many plaintext pods a workload stands for: its live pods without a proxy, or (no pods,
-/// as in manifests) one for its template.
-fn plaintext_count(w: &Workload) -> usize {
-    match w.live_pods().count() {
-        0 => 1,
-        _ => w.live_pods().filter(|p| !p.has_proxy).count(),
-    }
 }
 
 fn scope_phrase(scope: Scope, policy: Option<&str>) -> String {
@@ -36,15 +27,15 @@ fn scope_phrase(scope: Scope, policy: Option<&str>) -> String {
 
 fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
     // Plaintext callers: workloads without a sidecar, same namespace or any non-injected one.
-    let plaintext: Vec<&Workload> = cx
-        .snapshot
-        .workloads
+    let index = cx.index();
+    let workloads = &cx.snapshot.workloads;
+    let outside: Vec<&Workload> = index
+        .plaintext
         .iter()
-        .enumerate()
-        .filter(|(i, w)| !cx.in_mesh(*i) && !cx.snapshot.is_system_namespace(&w.meta.namespace))
-        .filter(|(_, w)| plaintext_count(w) > 0)
-        .map(|(_, w)| w)
+        .filter(|(ns, _)| !matches!(cx.injection(ns), Injection::Enabled | Injection::Ambient))
+        .flat_map(|(_, list)| list.iter().map(|i| &workloads[*i]))
         .collect();
+    let outside_pods: usize = outside.iter().map(|c| plaintext_count(c)).sum();
     for (i, w) in cx.workloads() {
         if !cx.meshed(i) {
             continue;
@@ -54,26 +45,23 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
         if !effective.is_strict() {
             continue;
         }
-        let same: Vec<&&Workload> = plaintext
-            .iter()
-            .filter(|c| &c.meta.namespace == ns)
+        let same: Vec<&Workload> = index
+            .plaintext
+            .get(ns)
+            .into_iter()
+            .flatten()
+            .map(|i| &workloads[*i])
             .collect();
-        let other: Vec<&&Workload> = plaintext
-            .iter()
-            .filter(|c| {
-                &c.meta.namespace != ns
-                    && !matches!(
-                        cx.injection(&c.meta.namespace),
-                        Injection::Enabled | Injection::Ambient
-                    )
-            })
-            .collect();
-        let (severity, callers) = match (same.is_empty(), other.is_empty()) {
-            (false, _) => (Severity::Error, same),
-            (true, false) => (Severity::Warning, other),
-            (true, true) => continue,
+        // With no caller in its own namespace, the namespace has none among `outside` either,
+        // so `outside` is exactly the callers from other namespaces.
+        let (severity, callers, pods) = if !same.is_empty() {
+            let pods = same.iter().map(|c| plaintext_count(c)).sum();
+            (Severity::Error, &same, pods)
+        } else if !outside.is_empty() {
+            (Severity::Warning, &outside, outside_pods)
+        } else {
+            continue;
         };
-        let pods: usize = callers.iter().map(|c| plaintext_count(c)).sum();
         let names: Vec<String> = callers
             .iter()
             .take(3)
@@ -131,12 +119,7 @@ fn tls_modes(dr: &DestinationRuleInfo) -> BTreeSet<String> {
 }
 
 fn destination_rules(cx: &Context, out: &mut Findings) {
-    for dr in cx
-        .snapshot
-        .destination_rules
-        .iter()
-        .filter(|d| cx.checked(&d.meta.namespace))
-    {
+    for dr in cx.destination_rules() {
         let modes = tls_modes(dr);
         let plaintext_modes: Vec<&str> = ["DISABLE", "SIMPLE"]
             .into_iter()
@@ -206,16 +189,14 @@ fn duplicate_policies(cx: &Context, out: &mut Findings) {
         .into_iter()
         .filter(|ns| ns == root || cx.checked(ns))
     {
-        let mut wide: Vec<&PeerAuthenticationInfo> = cx
-            .snapshot
-            .peer_authentications
-            .iter()
-            .filter(|pa| pa.meta.namespace == ns && !has_selector(pa))
+        // Oldest first, as the index keeps them.
+        let wide: Vec<&PeerAuthenticationInfo> = cx
+            .peer_authentications_in(ns)
+            .filter(|pa| !has_selector(pa))
             .collect();
         if wide.len() < 2 {
             continue;
         }
-        wide.sort_by(|a, b| oldest_first(&a.meta, &b.meta));
         let Some((winner, losers)) = wide.split_first() else {
             continue;
         };
@@ -246,8 +227,13 @@ fn duplicate_policies(cx: &Context, out: &mut Findings) {
 }
 
 fn ineffective_port_level(cx: &Context, out: &mut Findings) {
-    for pa in cx.snapshot.peer_authentications.iter() {
-        if pa.spec.port_level_mtls.is_empty() || !(cx.checked(&pa.meta.namespace)) {
+    let namespaces: Vec<&str> = cx.request.namespaces.iter().map(String::as_str).collect();
+    for pa in namespaces
+        .into_iter()
+        .filter(|ns| cx.checked(ns))
+        .flat_map(|ns| cx.peer_authentications_in(ns))
+    {
+        if pa.spec.port_level_mtls.is_empty() {
             continue;
         }
         let ports: Vec<&String> = pa.spec.port_level_mtls.keys().collect();
@@ -268,10 +254,8 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
             continue;
         }
         let selected: Vec<&Workload> = cx
-            .snapshot
-            .workloads
-            .iter()
-            .filter(|w| w.meta.namespace == pa.meta.namespace)
+            .workloads_in(&pa.meta.namespace)
+            .map(|(_, w)| w)
             .filter(|w| selects(pa, &w.template.labels))
             .collect();
         let container_ports: BTreeSet<String> = selected

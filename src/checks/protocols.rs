@@ -1,6 +1,6 @@
 //! 2xx: does every Service port say which protocol it speaks, consistently?
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Code, Context, Findings};
 use crate::istio::protocol::{self, Declared, Protocol};
@@ -218,33 +218,67 @@ fn listener_class(p: Protocol) -> &'static str {
     if p.is_http() { "HTTP" } else { "TCP" }
 }
 
+/// How many of the other namespaces' Services MR204 names before "and N more".
+const MR204_LISTED: usize = 5;
+
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
-    let mut by_port: BTreeMap<i32, Vec<(&ServiceInfo, Protocol)>> = BTreeMap::new();
-    for svc in cx
-        .snapshot
-        .services
-        .iter()
-        .filter(|s| !cx.snapshot.is_system_namespace(&s.meta.namespace))
-    {
-        for port in svc.ports.iter().filter(|p| !is_udp(p)) {
-            if let Some(p) = declared(port).protocol() {
-                by_port.entry(port.port).or_default().push((svc, p));
-            }
-        }
-    }
-    for (number, uses) in by_port {
-        for (svc, p) in uses.iter().filter(|(s, _)| cx.checked(&s.meta.namespace)) {
-            let others: BTreeSet<String> = uses
-                .iter()
-                .filter(|(o, q)| {
-                    o.meta.namespace != svc.meta.namespace
-                        && listener_class(*q) != listener_class(*p)
-                })
-                .map(|(o, q)| format!("Service {}/{}: {q}", o.meta.namespace, o.meta.name))
-                .collect();
-            if others.is_empty() {
+    let services = &cx.snapshot.services;
+    // Per port number, how many uses each listener class has cluster-wide.
+    let mut classes: HashMap<i32, BTreeMap<&str, usize>> = HashMap::new();
+    for svc in cx.services() {
+        // By port number, as a Service with two clashing ports reports the lowest.
+        let mut ports: Vec<(i32, Protocol)> = svc
+            .ports
+            .iter()
+            .filter(|p| !is_udp(p))
+            .filter_map(|port| Some((port.port, declared(port).protocol()?)))
+            .collect();
+        ports.sort_by_key(|(number, _)| *number);
+        for (number, p) in ports {
+            // Every use of the port number, in the order the message lists them.
+            let Some(uses) = cx.index().ports.get(&number) else {
                 continue;
+            };
+            let ns = &svc.meta.namespace;
+            let clashes = |(o, q): &&(usize, Protocol)| {
+                &services[*o].meta.namespace != ns && listener_class(*q) != listener_class(p)
+            };
+            let counts = classes.entry(number).or_insert_with(|| {
+                let mut counts = BTreeMap::new();
+                for (_, q) in uses {
+                    *counts.entry(listener_class(*q)).or_insert(0) += 1;
+                }
+                counts
+            });
+            let elsewhere: usize = counts
+                .iter()
+                .filter(|(class, _)| **class != listener_class(p))
+                .map(|(_, n)| n)
+                .sum();
+            let here = cx
+                .services_in(ns)
+                .flat_map(|s| s.ports.iter())
+                .filter(|o| o.port == number && !is_udp(o))
+                .filter_map(|o| declared(o).protocol())
+                .filter(|q| listener_class(*q) != listener_class(p))
+                .count();
+            let total = elsewhere - here;
+            if total == 0 {
+                continue;
+            }
+            let mut others: Vec<String> = uses
+                .iter()
+                .filter(clashes)
+                .take(MR204_LISTED)
+                .map(|(o, q)| {
+                    let other = &services[*o].meta;
+                    format!("Service {}/{}: {q}", other.namespace, other.name)
+                })
+                .collect();
+            others.dedup();
+            if total > MR204_LISTED {
+                others.push(format!("and {} more", total - MR204_LISTED));
             }
             out.add(
                 Code::MR204,
@@ -258,7 +292,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                      Fix: use one protocol per port number across namespaces, or move one Service to \
                      another port.",
                     svc.meta.name,
-                    others.into_iter().collect::<Vec<_>>().join(", "),
+                    others.join(", "),
                 ),
             );
         }

@@ -5,7 +5,6 @@ use super::protocols::declared;
 use super::timeouts::keep_alive_mismatch;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::HttpRoute;
-use crate::istio::hosts;
 use crate::istio::retry::{IDEMPOTENT_METHODS, RetryPolicy};
 use crate::snapshot::{ServiceInfo, VirtualServiceInfo};
 
@@ -14,12 +13,7 @@ const LISTENER_PATCHES: [&str; 3] = ["LISTENER", "NETWORK_FILTER", "FILTER_CHAIN
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
     missing_reset(cx, out);
-    for vs in cx
-        .snapshot
-        .virtual_services
-        .iter()
-        .filter(|vs| cx.checked(&vs.meta.namespace))
-    {
+    for vs in cx.virtual_services() {
         replaces_defaults(cx, vs, out);
         non_idempotent(vs, out);
     }
@@ -35,18 +29,7 @@ pub fn virtual_services_for<'a>(
     cx: &Context<'a>,
     svc: &ServiceInfo,
 ) -> Vec<&'a VirtualServiceInfo> {
-    let fqdn = svc.fqdn();
-    cx.snapshot
-        .virtual_services
-        .iter()
-        .filter(|vs| is_mesh_bound(vs))
-        .filter(|vs| {
-            vs.spec
-                .hosts
-                .iter()
-                .any(|h| hosts::matches(&hosts::resolve(h, &vs.meta.namespace), &fqdn))
-        })
-        .collect()
+    cx.virtual_services_for_host(&svc.fqdn())
 }
 
 fn is_http_host(svc: &ServiceInfo) -> bool {

@@ -1,6 +1,6 @@
 //! 9xx: does routing configuration resolve to something Envoy can send to?
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::retries::is_mesh_bound;
 use super::{Code, Context, Findings};
@@ -9,12 +9,7 @@ use crate::istio::mtls::oldest_first;
 use crate::snapshot::{Meta, VirtualServiceInfo};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
-    for vs in cx
-        .snapshot
-        .virtual_services
-        .iter()
-        .filter(|vs| cx.checked(&vs.meta.namespace))
-    {
+    for vs in cx.virtual_services() {
         undefined_subsets(cx, vs, out);
     }
     duplicates(cx, out);
@@ -22,10 +17,8 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
 
 /// Subsets defined for a destination host by any DestinationRule covering it.
 fn defined_subsets(cx: &Context, fqdn: &str) -> BTreeSet<String> {
-    cx.snapshot
-        .destination_rules
-        .iter()
-        .filter(|dr| hosts::matches(&hosts::resolve(&dr.spec.host, &dr.meta.namespace), fqdn))
+    cx.destination_rules_for(fqdn)
+        .into_iter()
         .flat_map(|dr| dr.spec.subsets.iter().map(|s| s.name.clone()))
         .collect()
 }
@@ -61,14 +54,11 @@ fn undefined_subsets(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
     );
 }
 
+/// MR902: each checked VirtualService or DestinationRule that is not the oldest for one of its
+/// hosts, looked up in the index's by-host groups.
 fn duplicates(cx: &Context, out: &mut Findings) {
-    let mut virtual_services: BTreeMap<String, Vec<&Meta>> = BTreeMap::new();
-    for vs in cx
-        .snapshot
-        .virtual_services
-        .iter()
-        .filter(|vs| is_mesh_bound(vs))
-    {
+    let all_vs = &cx.snapshot.virtual_services;
+    for vs in cx.virtual_services().filter(|vs| is_mesh_bound(vs)) {
         let hosts: BTreeSet<String> = vs
             .spec
             .hosts
@@ -76,52 +66,66 @@ fn duplicates(cx: &Context, out: &mut Findings) {
             .map(|h| hosts::resolve(h, &vs.meta.namespace))
             .collect();
         for host in hosts {
-            virtual_services.entry(host).or_default().push(&vs.meta);
+            let group: Vec<&Meta> = cx
+                .index()
+                .virtual_services_by_host
+                .get(&host)
+                .into_iter()
+                .flatten()
+                .map(|i| &all_vs[*i].meta)
+                .collect();
+            report_duplicate("VirtualService", &host, &vs.meta, group, out);
         }
     }
-    let mut destination_rules: BTreeMap<String, Vec<&Meta>> = BTreeMap::new();
+    let all_dr = &cx.snapshot.destination_rules;
     for dr in cx
-        .snapshot
-        .destination_rules
-        .iter()
+        .destination_rules()
         .filter(|dr| dr.spec.workload_selector.is_none())
     {
-        destination_rules
-            .entry(hosts::resolve(&dr.spec.host, &dr.meta.namespace))
-            .or_default()
-            .push(&dr.meta);
+        let host = hosts::resolve(&dr.spec.host, &dr.meta.namespace);
+        let group: Vec<&Meta> = cx
+            .index()
+            .destination_rules_by_host
+            .get(&host)
+            .into_iter()
+            .flatten()
+            .map(|i| &all_dr[*i])
+            .filter(|d| d.spec.workload_selector.is_none())
+            .map(|d| &d.meta)
+            .collect();
+        report_duplicate("DestinationRule", &host, &dr.meta, group, out);
     }
-    report_duplicates(cx, "VirtualService", virtual_services, out);
-    report_duplicates(cx, "DestinationRule", destination_rules, out);
 }
 
-fn report_duplicates(
-    cx: &Context,
+/// Reports `meta` when it is in `group` (every object of its kind for `host`) but not its oldest.
+fn report_duplicate(
     kind: &str,
-    by_host: BTreeMap<String, Vec<&Meta>>,
+    host: &str,
+    meta: &Meta,
+    mut group: Vec<&Meta>,
     out: &mut Findings,
 ) {
-    for (host, mut metas) in by_host {
-        if metas.len() < 2 {
-            continue;
-        }
-        metas.sort_by(|a, b| oldest_first(a, b));
-        let oldest = format!("{}/{}", metas[0].namespace, metas[0].name);
-        for meta in metas.iter().skip(1).filter(|m| cx.checked(&m.namespace)) {
-            out.add(
-                Code::MR902,
-                Code::MR902.default_severity(),
-                kind,
-                meta,
-                format!(
-                    "{kind} {} is a second {kind} for {host} (the first is {oldest}): Istio's merge of \
-                     the two is undefined, so routes or traffic policies may be ignored at random. Fix: \
-                     merge it into {oldest} and delete it.",
-                    meta.name,
-                ),
-            );
-        }
+    if group.len() < 2 {
+        return;
     }
+    group.sort_by(|a, b| oldest_first(a, b));
+    let first = group[0];
+    if std::ptr::eq(first, meta) {
+        return;
+    }
+    let oldest = format!("{}/{}", first.namespace, first.name);
+    out.add(
+        Code::MR902,
+        Code::MR902.default_severity(),
+        kind,
+        meta,
+        format!(
+            "{kind} {} is a second {kind} for {host} (the first is {oldest}): Istio's merge of \
+             the two is undefined, so routes or traffic policies may be ignored at random. Fix: \
+             merge it into {oldest} and delete it.",
+            meta.name,
+        ),
+    );
 }
 
 #[cfg(test)]

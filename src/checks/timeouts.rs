@@ -88,11 +88,9 @@ pub fn destination_rule_for<'a>(
 ) -> Option<&'a DestinationRuleInfo> {
     let fqdn = svc.fqdn();
     let mut candidates: Vec<&DestinationRuleInfo> = cx
-        .snapshot
-        .destination_rules
-        .iter()
+        .destination_rules_for(&fqdn)
+        .into_iter()
         .filter(|dr| dr.spec.workload_selector.is_none())
-        .filter(|dr| hosts::matches(&hosts::resolve(&dr.spec.host, &dr.meta.namespace), &fqdn))
         .collect();
     candidates.sort_by_key(|dr| {
         (

@@ -4,8 +4,9 @@
 //! (selector) > namespace > mesh; within one scope the oldest wins; `UNSET` inherits; no policy
 //! at all means PERMISSIVE. `portLevelMtls` works only on a policy with a selector.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use crate::api::istio::MtlsMode;
 use crate::snapshot::{Labels, Meta, PeerAuthenticationInfo};
@@ -74,36 +75,82 @@ fn qualified(pa: &PeerAuthenticationInfo) -> String {
     format!("{}/{}", pa.meta.namespace, pa.meta.name)
 }
 
-/// The PeerAuthentications of a snapshot, arranged for lookups.
+/// Positions of PeerAuthentications by namespace, each list oldest first: the arrangement
+/// [`MtlsPolicies`] reads. Built once per snapshot; kept by an incremental analysis.
+pub type PoliciesByNamespace = HashMap<String, Vec<usize>>;
+
+/// Arranges `policies` by namespace, oldest first within each.
+pub fn by_namespace(policies: &[PeerAuthenticationInfo]) -> PoliciesByNamespace {
+    let mut map: PoliciesByNamespace = HashMap::new();
+    for (i, pa) in policies.iter().enumerate() {
+        match map.get_mut(&pa.meta.namespace) {
+            Some(list) => list.push(i),
+            None => {
+                map.insert(pa.meta.namespace.clone(), vec![i]);
+            }
+        }
+    }
+    for list in map.values_mut() {
+        sort_oldest_first(policies, list);
+    }
+    map
+}
+
+/// Sorts positions into `policies` as Istio orders them.
+pub fn sort_oldest_first(policies: &[PeerAuthenticationInfo], list: &mut [usize]) {
+    list.sort_by(|a, b| oldest_first(&policies[*a].meta, &policies[*b].meta));
+}
+
+/// The PeerAuthentications of a snapshot, arranged for lookups: a query reads only the
+/// policies of the namespace asked about and of the root namespace.
 #[derive(Debug)]
 pub struct MtlsPolicies<'a> {
+    policies: &'a [PeerAuthenticationInfo],
+    root_namespace: String,
     mesh: Option<&'a PeerAuthenticationInfo>,
-    namespace: BTreeMap<&'a str, &'a PeerAuthenticationInfo>,
-    /// Policies with a selector, oldest first.
-    workload: Vec<&'a PeerAuthenticationInfo>,
+    by_namespace: Cow<'a, PoliciesByNamespace>,
 }
 
 impl<'a> MtlsPolicies<'a> {
     pub fn new(policies: &'a [PeerAuthenticationInfo], root_namespace: &str) -> Self {
-        let mut sorted: Vec<&PeerAuthenticationInfo> = policies.iter().collect();
-        sorted.sort_by(|a, b| oldest_first(&a.meta, &b.meta));
-        let mut mesh = None;
-        let mut namespace = BTreeMap::new();
-        let mut workload = Vec::new();
-        for pa in sorted {
-            if has_selector(pa) {
-                workload.push(pa);
-            } else if pa.meta.namespace == root_namespace {
-                mesh.get_or_insert(pa);
-            } else {
-                namespace.entry(pa.meta.namespace.as_str()).or_insert(pa);
-            }
-        }
+        Self::arranged(policies, root_namespace, Cow::Owned(by_namespace(policies)))
+    }
+
+    /// With the arrangement already made ([`by_namespace`]).
+    pub fn indexed(
+        policies: &'a [PeerAuthenticationInfo],
+        root_namespace: &str,
+        by_namespace: &'a PoliciesByNamespace,
+    ) -> Self {
+        Self::arranged(policies, root_namespace, Cow::Borrowed(by_namespace))
+    }
+
+    fn arranged(
+        policies: &'a [PeerAuthenticationInfo],
+        root_namespace: &str,
+        by_namespace: Cow<'a, PoliciesByNamespace>,
+    ) -> Self {
+        let mesh = by_namespace.get(root_namespace).and_then(|list| {
+            list.iter()
+                .map(|i| &policies[*i])
+                .find(|pa| !has_selector(pa))
+        });
         Self {
+            policies,
+            root_namespace: root_namespace.to_string(),
             mesh,
-            namespace,
-            workload,
+            by_namespace,
         }
+    }
+
+    /// The namespace's policies, oldest first.
+    fn in_namespace(&self, namespace: &str) -> impl Iterator<Item = &'a PeerAuthenticationInfo> {
+        let policies = self.policies;
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(move |i| &policies[*i])
     }
 
     /// The mesh-wide policy in force, if any.
@@ -113,7 +160,10 @@ impl<'a> MtlsPolicies<'a> {
 
     /// The namespace-wide policy in force in `namespace`, if any.
     pub fn namespace_policy(&self, namespace: &str) -> Option<&'a PeerAuthenticationInfo> {
-        self.namespace.get(namespace).copied()
+        if namespace == self.root_namespace {
+            return None;
+        }
+        self.in_namespace(namespace).find(|pa| !has_selector(pa))
     }
 
     /// The workload policy in force for pods with `labels` in `namespace`: the oldest that selects them.
@@ -122,10 +172,8 @@ impl<'a> MtlsPolicies<'a> {
         namespace: &str,
         labels: &Labels,
     ) -> Option<&'a PeerAuthenticationInfo> {
-        self.workload
-            .iter()
-            .find(|pa| pa.meta.namespace == namespace && selects(pa, labels))
-            .copied()
+        self.in_namespace(namespace)
+            .find(|pa| has_selector(pa) && selects(pa, labels))
     }
 
     /// The mode for pods with `labels` in `namespace`, on `port` (a container port) when given.
@@ -165,6 +213,8 @@ impl<'a> MtlsPolicies<'a> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::api::istio::{PeerAuthenticationSpec, PeerMtls, WorkloadSelector};
     use crate::api::k8s::Time;

@@ -12,7 +12,7 @@ mod reconcile;
 mod remediate;
 mod server;
 pub mod status;
-mod stores;
+pub mod stores;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

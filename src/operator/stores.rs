@@ -60,8 +60,9 @@ impl IstioPresence {
 }
 
 /// Drops what no check reads: managedFields (often the largest part of an object) and
-/// kubectl's copy of the last applied manifest.
-fn strip_meta<K: Resource>(object: &mut K) {
+/// kubectl's copy of the last applied manifest. Public, like the other strip functions, for
+/// the heap benchmark (`benches/heap.rs`), which measures what the caches hold.
+pub fn strip_meta<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     if let Some(annotations) = meta.annotations.as_mut() {
@@ -69,13 +70,74 @@ fn strip_meta<K: Resource>(object: &mut K) {
     }
 }
 
-/// Pods: the checks read the spec and the phase, nothing else of the status.
-fn strip_pod(pod: &mut Pod) {
+/// Kinds whose objects the caches hold, so a pod they control takes its template from them.
+const CACHED_CONTROLLERS: [&str; 4] = ["ReplicaSet", "StatefulSet", "DaemonSet", "Job"];
+
+/// Pods: the checks read the phase, and of a pod whose controller the caches hold (the
+/// workload's template comes from that controller) only its labels and what shows the proxy:
+/// the `istio-proxy` container or native-sidecar init container, and `hostNetwork`. A bare pod
+/// (or one whose controller is of a kind not cached) keeps its spec and annotations, which
+/// stand in for a template. Pods are most of a cluster's objects, so this is most of the
+/// caches' memory.
+pub fn strip_pod(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
     strip_meta(pod);
     if let Some(status) = pod.status.as_mut() {
-        *status = k8s_openapi::api::core::v1::PodStatus {
+        *status = PodStatus {
             phase: status.phase.take(),
             ..Default::default()
+        };
+    }
+    let controlled = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && CACHED_CONTROLLERS.contains(&o.kind.as_str()));
+    if !controlled {
+        return;
+    }
+    pod.metadata.annotations = None;
+    pod.metadata.generate_name = None;
+    if let Some(spec) = pod.spec.as_mut() {
+        let proxy = |c: &Container| Container {
+            name: c.name.clone(),
+            restart_policy: c.restart_policy.clone(),
+            ..Container::default()
+        };
+        let is_proxy = |c: &&Container| c.name == crate::api::keys::PROXY_CONTAINER;
+        let init: Vec<Container> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(is_proxy)
+            .map(proxy)
+            .collect();
+        *spec = PodSpec {
+            containers: spec.containers.iter().filter(is_proxy).map(proxy).collect(),
+            init_containers: (!init.is_empty()).then_some(init),
+            host_network: spec.host_network,
+            ..PodSpec::default()
+        };
+    }
+}
+
+/// Services: the checks read the selector, the type and the ports (name, number, target
+/// port, protocol, appProtocol); not the cluster IPs, families, affinity or status.
+pub fn strip_service(svc: &mut Service) {
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    strip_meta(svc);
+    svc.status = None;
+    if let Some(spec) = svc.spec.as_mut() {
+        let mut ports = spec.ports.take();
+        for port in ports.iter_mut().flatten() {
+            port.node_port = None;
+        }
+        *spec = ServiceSpec {
+            selector: spec.selector.take(),
+            type_: spec.type_.take(),
+            ports,
+            ..ServiceSpec::default()
         };
     }
 }
@@ -206,7 +268,7 @@ impl Stores {
         let (daemon_sets, ds) = reflect(Api::all(all()), strip_meta, None);
         let (jobs, job) = reflect(Api::all(all()), strip_meta, None);
         let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None);
-        let (services, svc) = reflect(Api::all(all()), strip_meta, None);
+        let (services, svc) = reflect(Api::all(all()), strip_service, None);
         let (config_maps, cm) = reflect(
             Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE),
             strip_config_map,

@@ -442,9 +442,33 @@ impl Snapshot {
         objects: impl IntoIterator<Item = ClusterObject>,
         options: &BuildOptions,
     ) -> Result<Snapshot, BuildError> {
+        Self::build_from(objects, options, Snapshot::default())
+    }
+
+    /// Builds the snapshot of some namespaces' objects under the mesh and injector settings of
+    /// `base` (whose Istio ConfigMaps the objects need not include), as an incremental
+    /// analysis rebuilds one namespace.
+    pub fn build_within(
+        objects: impl IntoIterator<Item = ClusterObject>,
+        options: &BuildOptions,
+        base: &Snapshot,
+    ) -> Result<Snapshot, BuildError> {
+        let seed = Snapshot {
+            mesh: base.mesh.clone(),
+            injector: base.injector.clone(),
+            ..Snapshot::default()
+        };
+        Self::build_from(objects, options, seed)
+    }
+
+    fn build_from(
+        objects: impl IntoIterator<Item = ClusterObject>,
+        options: &BuildOptions,
+        seed: Snapshot,
+    ) -> Result<Snapshot, BuildError> {
         let mut builder = Builder {
             options,
-            snapshot: Snapshot::default(),
+            snapshot: seed,
             declared_namespaces: BTreeMap::new(),
             workloads: BTreeMap::new(),
             owner_of: BTreeMap::new(),

@@ -1,0 +1,128 @@
+//! Benchmarks 1 and 2: full analysis of a built snapshot, and re-analysis of one namespace
+//! after one object in it changes.
+//!
+//! `cargo bench --bench analysis -- [--runs N] [--changes N] [sizes flags]` (default: the
+//! "large" cluster). Single thread: the checks run on the calling thread only.
+
+mod support;
+
+use std::time::Instant;
+
+use meshready::checks::{self, CheckRequest, Incremental};
+use meshready::snapshot::BuildOptions;
+use serde_json::Value;
+use support::generator::{Rng, Sizes, generate};
+use support::{Flags, Summary};
+
+fn main() {
+    let flags = Flags::from_env();
+    let benching = flags.benching();
+    let sizes = flags.sizes(if benching {
+        Sizes::LARGE
+    } else {
+        Sizes::scaled(8)
+    });
+    let runs = flags.number("runs", if benching { 7 } else { 1 });
+
+    let started = Instant::now();
+    let cluster = generate(sizes);
+    let objects = support::cluster_objects(cluster.objects());
+    println!(
+        "cluster: {} namespaces, {} pods, {} services, {} Istio objects (seed {}), generated and decoded in {}",
+        sizes.namespaces,
+        cluster.count("Pod"),
+        cluster.count("Service"),
+        cluster.count("PeerAuthentication")
+            + cluster.count("DestinationRule")
+            + cluster.count("VirtualService"),
+        sizes.seed,
+        support::ms(started.elapsed())
+    );
+
+    let mut builds = Vec::new();
+    let mut snapshot = None;
+    for _ in 0..runs {
+        let input = objects.clone();
+        let started = Instant::now();
+        let built = meshready::snapshot::Snapshot::build(input, &Default::default())
+            .expect("snapshot builds");
+        builds.push(started.elapsed());
+        snapshot = Some(built);
+    }
+    let snapshot = snapshot.expect("at least one run");
+    Summary::of(builds).report("snapshot build (from decoded objects)", "-");
+
+    let request = CheckRequest {
+        namespaces: snapshot.checkable_namespaces(),
+        ..CheckRequest::default()
+    };
+    let mut full = Vec::new();
+    let mut count = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let findings = checks::run(&snapshot, &request);
+        full.push(started.elapsed());
+        count = findings.len();
+    }
+    println!("findings: {count}");
+    Summary::of(full).report("1. full analysis (built snapshot)", "<= 100 ms");
+    let changes = flags.number("changes", if benching { 1_000 } else { 10 });
+    incremental(&cluster, snapshot, changes);
+}
+
+/// Benchmark 2: `changes` times, one object of a random namespace changes (a Service's port
+/// name flips between a declared and a tcp-named one, or a Deployment's template gains an
+/// annotation); the namespace's objects are rebuilt into the kept snapshot and only it is
+/// re-checked. The decoding of the namespace's objects (the operator has them decoded in
+/// its caches) is outside the timing.
+fn incremental(
+    cluster: &support::generator::Cluster,
+    snapshot: meshready::snapshot::Snapshot,
+    changes: usize,
+) {
+    let options = BuildOptions::default();
+    let started = Instant::now();
+    let mut kept = Incremental::new(snapshot);
+    println!("index build: {}", support::ms(started.elapsed()));
+    let mut rng = Rng::new(42);
+    let (mut replace, mut check, mut total) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cross = 0;
+    for change in 0..changes {
+        // Skip istio-system (position 0): mesh-wide, rebuilt whole.
+        let ns = &cluster.namespaces[1 + rng.below(cluster.namespaces.len() - 1)];
+        let mut objects: Vec<Value> = ns.objects.clone();
+        if change % 2 == 0 {
+            if let Some(svc) = objects.iter_mut().find(|o| o["kind"] == "Service") {
+                let port = &mut svc["spec"]["ports"][0];
+                port["name"] = if port["name"] == "http" {
+                    "tcp-web".into()
+                } else {
+                    "http".into()
+                };
+            }
+        } else if let Some(deploy) = objects.iter_mut().find(|o| o["kind"] == "Deployment") {
+            deploy["spec"]["template"]["metadata"]["annotations"] = serde_json::json!({"proxy.istio.io/config": "{\"holdApplicationUntilProxyStarts\": false}"});
+        }
+        let decoded = support::cluster_objects(&objects);
+        let request = CheckRequest {
+            namespaces: [ns.name.clone()].into(),
+            ..CheckRequest::default()
+        };
+        let started = Instant::now();
+        let replaced = kept
+            .replace_namespace(&ns.name, decoded, &options)
+            .expect("replaces");
+        let between = Instant::now();
+        let findings = kept.run(&request);
+        let done = Instant::now();
+        std::hint::black_box(findings);
+        cross += usize::from(replaced.cross_namespace);
+        replace.push(between - started);
+        check.push(done - between);
+        total.push(done - started);
+    }
+    Summary::of(replace).report("2a. rebuild + splice + index one namespace", "-");
+    Summary::of(check).report("2b. checks on that namespace", "-");
+    Summary::of(total).report("2. re-analysis after one change (total)", "p99 <= 1 ms");
+    println!("changes that touched cross-namespace facts: {cross} of {changes}");
+}
