@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "support/odd.rs"]
+mod odd;
+
 /// Any run, hostile input included, must end well before this.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -1057,4 +1060,53 @@ fn the_schema_check_refuses_what_the_api_server_refuses() {
             "{what} not caught: {object:#}"
         );
     }
+}
+
+#[test]
+fn odd_but_legal_content_is_analyzed() {
+    let input = odd::odd_namespace("odd");
+    let started = Instant::now();
+    let out = run(
+        &["analyze", "-f", "-", "-o", "json", "--fail-on", "never"],
+        &input,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report = json(&out);
+    let findings = report["findings"].as_array().unwrap();
+    // The content is read, not skipped: the DestinationRule's ISTIO_MUTUAL to pods without a
+    // sidecar (the namespace is injected, but nothing runs) is judged, and nothing fails.
+    assert!(
+        findings.iter().all(|f| f["object"]["namespace"] == "odd"),
+        "{findings:?}"
+    );
+    let codes: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap_or_default(),
+                f["object"]["name"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for expected in [("MR201", "many-ports"), ("MR804", "many-ports")] {
+        assert!(codes.contains(&expected), "{expected:?} missing: {codes:?}");
+    }
+    // Thousands of ports make a message that names a few and counts the rest.
+    for f in findings {
+        let message = f["message"].as_str().unwrap_or_default();
+        assert!(
+            message.len() < 4096,
+            "{} bytes: {message:.300}",
+            message.len()
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?} for one odd namespace",
+        started.elapsed()
+    );
+    // Non-ASCII label values (not legal in a cluster, but found in manifests) are not an error.
+    let non_ascii = input.replace("team: caf-e9", "team: café");
+    let out = run(&["analyze", "-f", "-", "--fail-on", "never"], &non_ascii);
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::events::v1::Event;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use meshready::api::{MeshReadiness, MeshReadinessStatus};
-use support::{apply_yaml, control_plane, eventually, operator};
+use support::{OPERATOR_NAMESPACE, apply_yaml, control_plane, eventually, operator};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -473,61 +474,138 @@ async fn api_server_refuses_invalid_specs() {
     let (client, _) = setup().await;
     let ns = "t-invalid";
     apply_yaml(&client, &namespace(ns)).await;
-    let api: Api<MeshReadiness> = Api::namespaced(client.clone(), ns);
+    use serde_json::json;
+    // Each spec, and the field the API server's message must name.
     let cases = [
-        (serde_json::json!({"interval": "10s"}), "interval"),
+        (json!({"interval": "10s"}), "spec.interval"),
+        (json!({"interval": "soon"}), "spec.interval"),
+        (json!({"interval": "-5m"}), "spec.interval"),
+        (json!({"interval": 300}), "spec.interval"),
         (
-            serde_json::json!({"checks": {"disabled": ["MR999"]}}),
-            "disabled",
+            json!({"checks": {"disabled": ["MR999"]}}),
+            "spec.checks.disabled",
         ),
         (
-            serde_json::json!({"remediation": {"retryAttempts": 0}}),
-            "retryAttempts",
+            json!({"checks": {"disabled": ["mr201"]}}),
+            "spec.checks.disabled",
         ),
         (
-            serde_json::json!({"remediation": {"permissiveMtlsTtl": "0s"}}),
+            json!({"checks": {"disabled": "MR201"}}),
+            "spec.checks.disabled",
+        ),
+        (
+            json!({"remediation": {"retryAttempts": 0}}),
+            "spec.remediation.retryAttempts",
+        ),
+        (
+            json!({"remediation": {"retryAttempts": 11}}),
+            "spec.remediation.retryAttempts",
+        ),
+        (
+            json!({"remediation": {"retryAttempts": "two"}}),
+            "spec.remediation.retryAttempts",
+        ),
+        (
+            json!({"remediation": {"permissiveMtlsTtl": "0s"}}),
             "permissiveMtlsTtl",
         ),
         (
-            serde_json::json!({"remediation": {"mode": "Sometimes"}}),
-            "mode",
+            json!({"remediation": {"permissiveMtlsTtl": "721h"}}),
+            "permissiveMtlsTtl",
         ),
         (
-            serde_json::json!({"appIdleTimeouts": [{"service": "Not_A_Label", "timeout": "5s"}]}),
+            json!({"remediation": {"permissiveMtlsTtl": "3 days"}}),
+            "permissiveMtlsTtl",
+        ),
+        (
+            json!({"remediation": {"mode": "Sometimes"}}),
+            "spec.remediation.mode",
+        ),
+        (
+            json!({"remediation": {"mode": "apply"}}),
+            "spec.remediation.mode",
+        ),
+        (
+            json!({"remediation": {"idleTimeout": "yes"}}),
+            "spec.remediation.idleTimeout",
+        ),
+        (
+            json!({"appIdleTimeouts": [{"service": "Not_A_Label", "timeout": "5s"}]}),
             "service",
         ),
         (
-            serde_json::json!({"appIdleTimeouts": [{"service": "web", "timeout": "500ms"}]}),
+            json!({"appIdleTimeouts": [{"service": "a".repeat(64), "timeout": "5s"}]}),
+            "service",
+        ),
+        (
+            json!({"appIdleTimeouts": [{"service": "web", "timeout": "500ms"}]}),
             "timeout",
         ),
-        (serde_json::json!({"interval": "soon"}), "interval"),
+        (json!({"appIdleTimeouts": [{"service": "web"}]}), "timeout"),
+        (json!({"appIdleTimeouts": [{"timeout": "5s"}]}), "service"),
+        (json!({"readyThreshold": "Info"}), "spec.readyThreshold"),
+        (json!({"suspend": "yes"}), "spec.suspend"),
+        (json!({"intervall": "5m"}), "spec.intervall"),
         (
-            serde_json::json!({"readyThreshold": "Info"}),
-            "readyThreshold",
+            json!({"remediation": {"ttl": "1h"}}),
+            "spec.remediation.ttl",
         ),
     ];
+    assert!(cases.len() >= 20);
+    let resource = kube::api::ApiResource::erase::<MeshReadiness>(&());
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    // As kubectl and GitOps tools send them: unknown fields are errors, not warnings.
+    let strict = kube::api::PostParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..Default::default()
+    };
     for (i, (spec, field)) in cases.into_iter().enumerate() {
-        let object = serde_json::json!({"apiVersion": "meshreadiness.io/v1alpha1", "kind": "MeshReadiness", "metadata": {"name": format!("bad-{i}")}, "spec": spec});
-        let object: MeshReadiness = match serde_json::from_value(object.clone()) {
-            Ok(typed) => typed,
-            // Values our own types refuse are sent raw: the API server must refuse them too.
-            Err(_) => {
-                let dynamic: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
-                let resource = kube::api::ApiResource::erase::<MeshReadiness>(&());
-                let raw: Api<kube::api::DynamicObject> =
-                    Api::namespaced_with(client.clone(), ns, &resource);
-                let err = raw
-                    .create(&Default::default(), &dynamic)
-                    .await
-                    .expect_err(&format!("{spec} must be refused"));
-                assert!(err.to_string().contains(field), "{spec}: {err}");
-                continue;
-            }
-        };
-        let err = api
-            .create(&Default::default(), &object)
+        let object = json!({"apiVersion": "meshreadiness.io/v1alpha1", "kind": "MeshReadiness", "metadata": {"name": format!("bad-{i}")}, "spec": spec});
+        let dynamic: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let err = raw
+            .create(&strict, &dynamic)
             .await
             .expect_err(&format!("{spec} must be refused"));
-        assert!(err.to_string().contains(field), "{spec}: {err}");
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 422 || s.code == 400),
+            "{spec}: {err}"
+        );
+        assert!(
+            err.to_string().contains(field),
+            "{spec} must name {field}: {err}"
+        );
     }
+    // Refused means never stored: the operator cannot see them.
+    let stored = Api::<MeshReadiness>::namespaced(client.clone(), ns)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .items
+            .iter()
+            .all(|mr| !mr.name_any().starts_with("bad-")),
+        "a refused spec was stored"
+    );
+
+    // A spec the schema accepts but the operator cannot use: a clear condition, not a failure.
+    apply_yaml(
+        &client,
+        &format!(
+            "apiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: odd-selector, namespace: {OPERATOR_NAMESPACE}}}\n\
+             spec: {{namespaceSelector: {{matchExpressions: [{{key: team, operator: Near, values: [a]}}]}}}}\n"
+        ),
+    )
+    .await;
+    let s = wait_condition(
+        &client,
+        OPERATOR_NAMESPACE,
+        "odd-selector",
+        "Ready",
+        "False",
+    )
+    .await;
+    let ready = s.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("Near"), "{}", ready.message);
 }

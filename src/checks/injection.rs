@@ -3,6 +3,7 @@
 use super::context::pods_phrase;
 use super::{Code, Context, Findings};
 use crate::api::keys;
+use crate::checks::listed;
 use crate::istio::sidecar;
 use crate::snapshot::Injection;
 
@@ -119,7 +120,7 @@ fn pods_missing_sidecar(cx: &Context, out: &mut Findings) {
                 pods_phrase(missing.len()),
                 w.kind,
                 w.meta.name,
-                names.join(", "),
+                listed(&names, ", "),
             ),
         );
     }

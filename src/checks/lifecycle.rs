@@ -6,6 +6,7 @@
 //! (MR503). With native sidecars (`istio-proxy` as an init container with `restartPolicy:
 //! Always`) Kubernetes starts the proxy first and stops it last, which settles all three.
 
+use crate::checks::listed;
 use std::time::Duration;
 
 use super::context::app_containers;
@@ -202,7 +203,7 @@ fn init_containers_need_network(w: &Workload, out: &mut Findings) {
         format!(
             "{subject} {} {verb} before the istio-proxy sidecar starts while outbound traffic is already redirected to it, so {} network calls fail and the pod never gets past initialisation. \
              Fix: run {} as the proxy's UID (`securityContext: {{runAsUser: {}}}`), or exclude {} destinations with `{}` or `{}` in {}, or turn on native sidecars (`{}: \"true\"`).",
-            concerned.join(", "),
+            listed(&concerned, ", "),
             if concerned.len() == 1 { "its" } else { "their" },
             if concerned.len() == 1 { "it" } else { "them" },
             keys::PROXY_UID,
@@ -355,9 +356,9 @@ fn no_readiness_probe(cx: &Context, w: &Workload, out: &mut Findings) {
             if names.len() == 1 {
                 format!("{} has", names[0])
             } else {
-                format!("{} have", names.join(", "))
+                format!("{} have", listed(&names, ", "))
             },
-            service_names.join(", "),
+            listed(&service_names, ", "),
             if names.len() == 1 { "it" } else { "each" },
         ),
     );

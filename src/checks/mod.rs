@@ -119,3 +119,32 @@ fn run_in(cx: &Context) -> Vec<Finding> {
     findings.dedup_by(|a, b| a.code == b.code && a.object == b.object);
     findings
 }
+
+/// How many items a message lists before "and N more": a Service with 2,000 ports must not
+/// make a 100 KB message (the status, at most 50 findings, has to fit etcd's object limit, and
+/// people have to read it).
+pub const LISTED: usize = 8;
+
+/// `items` joined by `separator`, at most [`LISTED`] of them, then "and N more".
+pub fn listed<S: AsRef<str>>(items: &[S], separator: &str) -> String {
+    let mut out: Vec<&str> = items.iter().take(LISTED).map(AsRef::as_ref).collect();
+    let more;
+    if items.len() > LISTED {
+        more = format!("and {} more", items.len() - LISTED);
+        out.push(&more);
+    }
+    out.join(separator)
+}
+
+#[cfg(test)]
+mod listed_tests {
+    use super::*;
+
+    #[test]
+    fn lists_a_few_then_counts_the_rest() {
+        assert_eq!(listed(&["a", "b"], ", "), "a, b");
+        let many: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        assert_eq!(listed(&many, "; "), "0; 1; 2; 3; 4; 5; 6; 7; and 12 more");
+        assert_eq!(listed::<&str>(&[], ", "), "");
+    }
+}

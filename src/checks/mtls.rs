@@ -1,5 +1,6 @@
 //! 3xx: will mutual TLS let the callers in?
 
+use crate::checks::listed;
 use std::collections::BTreeSet;
 
 use super::context::{plaintext_count, pods_phrase};
@@ -92,7 +93,7 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
                 w.meta.name,
                 scope_phrase(effective.scope, effective.policy.as_deref()),
                 pods_phrase(pods),
-                names.join(", "),
+                listed(&names, ", "),
             ),
         );
     }
@@ -158,7 +159,7 @@ fn destination_rules(cx: &Context, out: &mut Findings) {
                      Fix: use tls.mode: ISTIO_MUTUAL (or remove the tls block to let Istio choose).",
                     dr.meta.name,
                     plaintext_modes.join("/"),
-                    strict.into_iter().collect::<Vec<_>>().join(", "),
+                    listed(&strict.into_iter().collect::<Vec<_>>(), ", "),
                 ),
             );
         }
@@ -174,7 +175,7 @@ fn destination_rules(cx: &Context, out: &mut Findings) {
                      error). Fix: inject those workloads, or set tls.mode: DISABLE for this host until \
                      they are meshed.",
                     dr.meta.name,
-                    unmeshed.into_iter().collect::<Vec<_>>().join(", "),
+                    listed(&unmeshed.into_iter().collect::<Vec<_>>(), ", "),
                 ),
             );
         }
@@ -248,7 +249,7 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
                      applies portLevelMtls only to workload policies, so these settings do nothing. Fix: \
                      add spec.selector.matchLabels for the workload, or move the ports into a workload policy.",
                     pa.meta.name,
-                    ports.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+                    listed(&ports.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ", "),
                 ),
             );
             continue;
@@ -286,8 +287,8 @@ fn ineffective_port_level(cx: &Context, out: &mut Findings) {
                  exposes (container ports: {}); portLevelMtls is keyed by container port, so these \
                  entries do nothing{hint}. Fix: key portLevelMtls by the container (target) port.",
                 pa.meta.name,
-                stray.join(", "),
-                container_ports.into_iter().collect::<Vec<_>>().join(", "),
+                listed(&stray, ", "),
+                listed(&container_ports.into_iter().collect::<Vec<_>>(), ", "),
             ),
         );
     }

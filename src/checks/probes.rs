@@ -8,6 +8,7 @@
 //! meets the sidecar's inbound listener like any other caller (MR401 on STRICT ports), and a
 //! tcpSocket probe is accepted by the sidecar whether or not the app listens (MR402).
 
+use crate::checks::listed;
 use std::collections::BTreeSet;
 
 use super::context::app_containers;
@@ -205,7 +206,7 @@ fn strict_probes(cx: &Context, w: &Workload, out: &mut Findings) {
         format!(
             "Probe rewrite is off, so kubelet, which has no mesh certificate, sends these probes straight to the sidecar's STRICT mTLS and they fail: the pods never become Ready, or are restarted ({}). \
              Fix: {}; or exclude the port from capture with `{}: \"{ports}\"` in {path}; or make the port PERMISSIVE with a workload PeerAuthentication `portLevelMtls` entry.",
-            described.join("; "),
+            listed(&described, "; "),
             rewrite_fix(w),
             keys::EXCLUDE_INBOUND_PORTS,
         ),
@@ -231,7 +232,7 @@ fn tcp_probes(w: &Workload, out: &mut Findings) {
         format!(
             "Probe rewrite is off, so the sidecar itself accepts kubelet's connection whether or not the app listens: these probes can no longer fail, and a dead app keeps receiving traffic (503 UF) and is never restarted ({}). \
              Fix: {}, so Istio hands tcpSocket probes to its agent; or exclude the port from capture with `{}: \"{}\"` in {}.",
-            described.join("; "),
+            listed(&described, "; "),
             rewrite_fix(w),
             keys::EXCLUDE_INBOUND_PORTS,
             port_list(&ports),
@@ -273,7 +274,7 @@ fn misplaced_annotations(w: &Workload, out: &mut Findings) {
         (format!("The pod annotation {} sits", names[0]), "it", "has")
     } else {
         (
-            format!("The pod annotations {} sit", names.join(", ")),
+            format!("The pod annotations {} sit", listed(&names, ", ")),
             "them",
             "have",
         )

@@ -1,5 +1,6 @@
 //! 2xx: does every Service port say which protocol it speaks, consistently?
 
+use crate::checks::listed;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Code, Context, Findings};
@@ -65,7 +66,7 @@ fn undeclared(svc: &ServiceInfo, out: &mut Findings) {
              server-first protocols (MySQL, SMTP...) stall and HTTP features such as retries and \
              idle timeouts may not apply. Fix: {fix}.",
             svc.meta.name,
-            labels.join(", "),
+            listed(&labels, ", "),
         ),
     );
 }
@@ -126,7 +127,7 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
             evidence.push(format!(
                 "port {} is declared {p} but carries HTTP ({})",
                 port.port,
-                why.join(", ")
+                listed(&why, ", ")
             ));
         }
     }
@@ -143,7 +144,7 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
              per-request load balancing do not apply and VirtualService HTTP routes are ignored. \
              Fix: declare it as HTTP, e.g. name: http-{} or appProtocol: http (http2/grpc for HTTP/2).",
             svc.meta.name,
-            evidence.join("; "),
+            listed(&evidence, "; "),
             svc.meta.name,
         ),
     );
@@ -207,7 +208,7 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
                  port, or point them at different container ports.",
                 w.kind,
                 w.meta.name,
-                problems.join("; "),
+                listed(&problems, "; "),
             ),
         );
     }
@@ -292,7 +293,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                      Fix: use one protocol per port number across namespaces, or move one Service to \
                      another port.",
                     svc.meta.name,
-                    others.join(", "),
+                    listed(&others, ", "),
                 ),
             );
         }

@@ -5,6 +5,7 @@ use super::protocols::declared;
 use super::timeouts::keep_alive_mismatch;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::HttpRoute;
+use crate::checks::listed;
 use crate::istio::retry::{IDEMPOTENT_METHODS, RetryPolicy};
 use crate::snapshot::{ServiceInfo, VirtualServiceInfo};
 
@@ -84,7 +85,7 @@ fn missing_reset(cx: &Context, out: &mut Findings) {
             let names: Vec<&str> = vss.iter().map(|v| v.meta.name.as_str()).collect();
             format!(
                 "VirtualService {} has routes whose retries do not include reset",
-                names.join(", ")
+                listed(&names, ", ")
             )
         };
         out.add(
@@ -129,7 +130,7 @@ fn replaces_defaults(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
             problems.push(format!(
                 "route {} drops {}",
                 route_name(route, i),
-                dropped.join(", ")
+                listed(&dropped, ", ")
             ));
         }
     }
@@ -147,7 +148,7 @@ fn replaces_defaults(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
              retried (503 UF/URX). Fix: list the defaults in retryOn too, e.g. retryOn: \
              connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset.",
             vs.meta.name,
-            problems.join("; "),
+            listed(&problems, "; "),
         ),
     );
 }
@@ -190,7 +191,7 @@ fn non_idempotent(vs: &VirtualServiceInfo, out: &mut Findings) {
              response was lost may run twice. Fix: match idempotent methods (GET, HEAD, OPTIONS, PUT, \
              DELETE) in a route with those retries, and use reset-before-request in the catch-all route.",
             vs.meta.name,
-            risky.join(", "),
+            listed(&risky, ", "),
         ),
     );
 }

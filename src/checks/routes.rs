@@ -1,5 +1,6 @@
 //! 9xx: does routing configuration resolve to something Envoy can send to?
 
+use crate::checks::listed;
 use std::collections::BTreeSet;
 
 use super::retries::is_mesh_bound;
@@ -49,7 +50,7 @@ fn undefined_subsets(cx: &Context, vs: &VirtualServiceInfo, out: &mut Findings) 
              cluster and answers 503 NC (no cluster found; NR in Envoy before 1.18). Fix: add the subset (name and labels) to the \
              host's DestinationRule, or route without it.",
             vs.meta.name,
-            missing.into_iter().collect::<Vec<_>>().join(", "),
+            listed(&missing.into_iter().collect::<Vec<_>>(), ", "),
         ),
     );
 }

@@ -3,6 +3,7 @@
 //! a loopback listener refuses it (the spec-side twin of Istio's LocalhostListener, IST0143).
 
 use super::*;
+use crate::checks::listed;
 
 /// Words in a flag or variable name that make its address one the app connects to, not one it
 /// listens on: `--upstream`, `DB_HOST`, `JAEGER_AGENT_HOST`, `--advertise-address`...
@@ -454,7 +455,7 @@ pub(super) fn binds_localhost(cx: &Context, w: &Workload, out: &mut Findings) {
             hits.push(format!(
                 "container {} binds port {} to loopback (`{}`)",
                 c.name,
-                ports.join(", "),
+                listed(&ports, ", "),
                 bind.source
             ));
             fixes.insert(format!("`{}`", unbound(&bind.source)));
@@ -473,8 +474,8 @@ pub(super) fn binds_localhost(cx: &Context, w: &Workload, out: &mut Findings) {
         format!(
             "{}, which Service {} targets; since Istio 1.10 the sidecar forwards inbound traffic to the pod IP, not to 127.0.0.1, so those requests are refused and fail with 503 (UF/URX). \
              Fix: listen on all interfaces (0.0.0.0, or :: for IPv6): {}.",
-            capitalised(&hits.join("; ")),
-            services.join(", "),
+            capitalised(&listed(&hits, "; ")),
+            listed(&services, ", "),
             fixes.join(", "),
         ),
     );

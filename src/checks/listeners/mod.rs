@@ -6,6 +6,7 @@
 //! InvalidApplicationUID, IST0144). The proxy owns a fixed set of ports (MR803). And a Service
 //! port must reach a port its pods declare (MR804).
 
+use crate::checks::listed;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -75,7 +76,7 @@ fn runs_as_proxy_uid(w: &Workload, out: &mut Findings) {
             format!(
                 "The pod's securityContext.runAsUser is {}, so container {} run{} as the proxy's UID",
                 keys::PROXY_UID,
-                names.join(", "),
+                listed(&names, ", "),
                 if names.len() == 1 { "s" } else { "" }
             ),
             "set spec.securityContext.runAsUser (and any container runAsUser of 1337) to another UID, e.g. `securityContext: {runAsUser: 1000}`",
@@ -84,7 +85,7 @@ fn runs_as_proxy_uid(w: &Workload, out: &mut Findings) {
         (
             format!(
                 "Container {} run{} as UID {}, the proxy's",
-                names.join(", "),
+                listed(&names, ", "),
                 if names.len() == 1 { "s" } else { "" },
                 keys::PROXY_UID
             ),
@@ -127,7 +128,7 @@ fn reserved_ports(w: &Workload, out: &mut Findings) {
         format!(
             "Container port {} {} one the istio-proxy sidecar owns (15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090), so the app and the proxy clash: either cannot bind it, or traffic meant for one reaches the other. \
              Fix: move the app to a port outside 15000-15090 and point its Services' targetPort there.",
-            clashes.join(", "),
+            listed(&clashes, ", "),
             if clashes.len() == 1 { "is" } else { "are" },
         ),
     );
@@ -208,7 +209,7 @@ fn target_port_not_exposed(cx: &Context, svc: &ServiceInfo, out: &mut Findings) 
                 TargetPort::Name(_) => "the port named",
             },
             port.target_port,
-            missing.join(", "),
+            listed(&missing, ", "),
             if missing.len() == 1 { "es" } else { "" },
         ));
     }
@@ -236,7 +237,7 @@ fn target_port_not_exposed(cx: &Context, svc: &ServiceInfo, out: &mut Findings) 
     } else {
         format!(
             "declared: {}",
-            declared.into_iter().collect::<Vec<_>>().join(", ")
+            listed(&declared.into_iter().collect::<Vec<_>>(), ", ")
         )
     };
     out.add(
@@ -246,7 +247,7 @@ fn target_port_not_exposed(cx: &Context, svc: &ServiceInfo, out: &mut Findings) 
         &svc.meta,
         format!(
             "{}; {consequence}. Fix: set targetPort to a container port the pods declare ({available}), or add the port to the container's `ports` list.",
-            capitalised(&problems.join("; ")),
+            capitalised(&listed(&problems, "; ")),
         ),
     );
 }
