@@ -1,6 +1,7 @@
 //! The operator on a cluster without Istio's CRDs: it runs, says `IstioNotDetected`, and starts
-//! checking once the CRDs are installed, without a restart. A test binary of its own, because
-//! its control plane must start without them.
+//! checking once the CRDs are installed, without a restart; when they are deleted while it runs
+//! it says `IstioNotDetected` again, and recovers when they are back. A test binary of its own,
+//! because its control plane must start without them.
 
 mod support;
 
@@ -11,7 +12,7 @@ use meshready::api::MeshReadiness;
 use support::{apply_yaml, control_plane, eventually, operator};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istio_crds_installed_later_are_picked_up() {
+async fn istio_crds_installed_late_deleted_and_reinstalled_are_followed() {
     let plane = control_plane(false);
     operator(plane);
     let client = plane.client().await;
@@ -57,4 +58,31 @@ async fn istio_crds_installed_later_are_picked_up() {
         "{:?}",
         checked.findings
     );
+
+    // Istio uninstalled while the operator runs.
+    let crds = plane.envtest.istio_crds.display().to_string();
+    plane.kubectl(&["delete", "-f", &crds, "--wait=true"]);
+    eventually(
+        Duration::from_secs(30),
+        "IstioNotDetected after the CRDs' deletion",
+        || async {
+            reason(api.clone())
+                .await
+                .filter(|(_, r, _)| r == "IstioNotDetected")
+        },
+    )
+    .await;
+
+    // And installed again.
+    plane.install_istio_crds(&client).await;
+    eventually(
+        Duration::from_secs(30),
+        "checks to run again once the CRDs are back",
+        || async {
+            reason(api.clone())
+                .await
+                .filter(|(_, r, s)| r == "NoBlockingFindings" && !s.findings.is_empty())
+        },
+    )
+    .await;
 }

@@ -238,7 +238,8 @@ pub async fn run(
         .watches_stream(streams.peer_authentications, router.mapper())
         .watches_stream(streams.destination_rules, router.mapper())
         .watches_stream(streams.virtual_services, router.mapper())
-        .watches_stream(streams.envoy_filters, router.mapper());
+        .watches_stream(streams.envoy_filters, router.mapper())
+        .reconcile_all_on(streams.istio);
     let reporter = Reporter {
         controller: "meshready".into(),
         instance: std::env::var("POD_NAME").ok(),

@@ -23,39 +23,57 @@ use k8s_openapi::api::core::v1::{Node, NodeStatus, NodeSystemInfo};
 /// A watch's stream of changed objects, which drives the controller.
 pub type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Whether Istio's CRDs are served, as the Istio watches last found.
-#[derive(Clone, Debug, Default)]
-pub struct IstioPresence(Arc<AtomicU8>);
+/// Whether Istio's CRDs are served, as the Istio watches last found. A change either way
+/// (installed, or deleted while running) is announced on a channel that re-checks every
+/// MeshReadiness, since no object of theirs changed.
+#[derive(Clone, Debug)]
+pub struct IstioPresence {
+    state: Arc<AtomicU8>,
+    changed: futures::channel::mpsc::UnboundedSender<()>,
+}
 
 const UNKNOWN: u8 = 0;
 const PRESENT: u8 = 1;
 const ABSENT: u8 = 2;
 
 impl IstioPresence {
+    /// A presence not yet known, and the stream of its changes.
+    pub fn new() -> (Self, futures::channel::mpsc::UnboundedReceiver<()>) {
+        let (changed, changes) = futures::channel::mpsc::unbounded();
+        let presence = IstioPresence {
+            state: Arc::new(AtomicU8::new(UNKNOWN)),
+            changed,
+        };
+        (presence, changes)
+    }
+
     pub fn detected(&self) -> bool {
-        self.0.load(Ordering::Relaxed) == PRESENT
+        self.state.load(Ordering::Relaxed) == PRESENT
     }
 
     fn observe<K>(&self, event: &Result<watcher::Event<K>, watcher::Error>) {
-        match event {
-            Ok(watcher::Event::InitDone) => self.0.store(PRESENT, Ordering::Relaxed),
-            Err(watcher::Error::InitialListFailed(kube::Error::Api(status)))
-                if status.code == 404 =>
+        let not_served =
+            |error: &kube::Error| matches!(error, kube::Error::Api(s) if s.code == 404);
+        let now = match event {
+            Ok(watcher::Event::InitDone) => PRESENT,
+            // Absent at start (the list), or deleted while running (the watch that resumes
+            // after the CRD's deletion ended the old one).
+            Err(watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e))
+                if not_served(e) =>
             {
-                self.0.store(ABSENT, Ordering::Relaxed)
+                ABSENT
             }
-            _ => {}
+            _ => return,
+        };
+        let before = self.state.swap(now, Ordering::Relaxed);
+        if before != now && before != UNKNOWN {
+            tracing::info!(present = now == PRESENT, "Istio's CRDs changed");
+            let _ = self.changed.unbounded_send(());
         }
     }
 
-    /// For tests of the reconcile logic.
-    pub fn set(&self, present: bool) {
-        self.0
-            .store(if present { PRESENT } else { ABSENT }, Ordering::Relaxed);
-    }
-
     pub fn known(&self) -> bool {
-        self.0.load(Ordering::Relaxed) != UNKNOWN
+        self.state.load(Ordering::Relaxed) != UNKNOWN
     }
 }
 
@@ -182,7 +200,11 @@ where
 {
     let (reader, writer) = reflector::store();
     let presence = istio.cloned();
-    let changes = watcher(api, watcher::Config::default().any_semantic())
+    let events = match istio {
+        Some(_) => relisting_when_unserved(api).boxed(),
+        None => watcher(api, watcher::Config::default().any_semantic()).boxed(),
+    };
+    let changes = events
         .map(move |event| {
             if let Some(presence) = &presence {
                 presence.observe(&event);
@@ -196,6 +218,33 @@ where
         .filter_map(|change| std::future::ready(retried_here(change)))
         .boxed();
     (reader, changes)
+}
+
+/// A watcher of a kind whose CRD may be deleted and installed again (Istio's). When its CRD is
+/// deleted, kube's watcher keeps retrying the watch from the resourceVersion it last saw, and
+/// would resume there, without a relist, once the CRD is back: nothing would say it is served
+/// again. So on a 404 this watcher ends and a fresh one starts, whose list tells.
+fn relisting_when_unserved<K>(
+    api: Api<K>,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    futures::stream::repeat(()).flat_map(move |()| {
+        watcher(api.clone(), watcher::Config::default().any_semantic()).scan(
+            false,
+            |ended, event| {
+                if *ended {
+                    return std::future::ready(None);
+                }
+                *ended = matches!(
+                    &event,
+                    Err(watcher::Error::WatchStartFailed(kube::Error::Api(s))) if s.code == 404
+                );
+                std::future::ready(Some(event))
+            },
+        )
+    })
 }
 
 /// A watch error stops here: logged, and retried by this watch's own backoff. Passed on, it
@@ -253,12 +302,14 @@ pub struct ChangeStreams {
     pub envoy_filters: Changes<EnvoyFilter>,
     /// Not a trigger (kubelets heartbeat): only keeps the node store current.
     pub nodes: Changes<Node>,
+    /// Istio's CRDs appeared or went: every MeshReadiness is re-checked.
+    pub istio: futures::channel::mpsc::UnboundedReceiver<()>,
 }
 
 impl Stores {
     /// Starts nothing by itself: the returned streams run the watches once polled.
     pub fn new(client: &kube::Client) -> (Stores, ChangeStreams) {
-        let istio = IstioPresence::default();
+        let (istio, istio_changes) = IstioPresence::new();
         let all = || client.clone();
         let (namespaces, ns) = reflect(Api::all(all()), strip_meta, None);
         let (pods, po) = reflect(Api::all(all()), strip_pod, None);
@@ -313,6 +364,7 @@ impl Stores {
             virtual_services: vs,
             envoy_filters: ef,
             nodes: node,
+            istio: istio_changes,
         };
         (stores, streams)
     }
