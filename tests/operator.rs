@@ -609,3 +609,67 @@ async fn api_server_refuses_invalid_specs() {
     assert_eq!(ready.reason, "InvalidSpec");
     assert!(ready.message.contains("Near"), "{}", ready.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_status_writer_loses_nothing_and_starts_no_loop() {
+    let (client, plane) = setup().await;
+    let ns = "t-writers";
+    apply_yaml(&client, &namespace(ns)).await;
+    apply_yaml(&client, &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080}}]\n")).await;
+    wait_condition(&client, ns, "ready", "ProtocolsDeclared", "False").await;
+    let api: Api<MeshReadiness> = Api::namespaced(client.clone(), ns);
+
+    // Another controller replaces the status (an update, resourceVersion and all) ten times in
+    // a row, as the operator writes: each of those writes races ours. It drops our findings,
+    // flips our Ready, and adds a condition of its own.
+    for i in 0..10 {
+        let mut mr = api.get_status("ready").await.unwrap();
+        let status = mr.status.get_or_insert_with(Default::default);
+        status.findings.clear();
+        status.conditions.retain(|c| c.type_ != "ExternalAudit");
+        for c in status.conditions.iter_mut().filter(|c| c.type_ == "Ready") {
+            c.status = "Unknown".into();
+            c.reason = "Overwritten".into();
+        }
+        let mut audit = status.conditions[0].clone();
+        audit.type_ = "ExternalAudit".into();
+        audit.status = "True".into();
+        audit.reason = format!("Pass{i}");
+        status.conditions.push(audit);
+        // A conflict (409) here means the operator wrote in between: the other writer goes on.
+        let _ = api.replace_status("ready", &Default::default(), &mr).await;
+    }
+
+    // meshready's fields come back; the other writer's condition stays.
+    let s = eventually(WAIT, "meshready's status restored", || async {
+        let s = status(&client, ns, "ready").await?;
+        let ready = condition(&s, "Ready")?;
+        (ready.status == "True"
+            && s.findings.iter().any(|f| f.code.as_str() == "MR201")
+            && condition(&s, "ExternalAudit").is_some())
+        .then_some(s)
+    })
+    .await;
+    assert_eq!(condition(&s, "ProtocolsDeclared").unwrap().status, "False");
+    assert_eq!(condition(&s, "ExternalAudit").unwrap().status, "True");
+
+    // And then it settles: the foreign condition is not a reason to write again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes = || {
+        plane
+            .operator_writes(|e| e["objectRef"]["namespace"] == ns)
+            .len()
+    };
+    let settled = writes();
+    // Changes the checks do not care about make reconciles; none of them may write.
+    for i in 0..3 {
+        apply_yaml(&client, &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: web, namespace: {ns}, labels: {{touch: 't{i}'}}}}\nspec:\n  selector: {{app: web}}\n  ports: [{{port: 8080}}]\n")).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_eq!(
+        writes(),
+        settled,
+        "the operator keeps writing: {:?}",
+        plane.operator_writes(|e| e["objectRef"]["namespace"] == ns)
+    );
+}

@@ -431,11 +431,26 @@ fn remediation_status(r: &Remediation) -> RemediationStatus {
 /// Whether writing `desired` would change anything but `lastCheckedTime`.
 pub fn changed(live: Option<&MeshReadinessStatus>, desired: &MeshReadinessStatus) -> bool {
     let Some(live) = live else { return true };
+    // Conditions other writers own (server-side apply keeps them beside ours) are theirs: told
+    // apart, they would make every reconcile write, and every write trigger a reconcile.
     let strip = |s: &MeshReadinessStatus| MeshReadinessStatus {
         last_checked_time: None,
+        conditions: s
+            .conditions
+            .iter()
+            .filter(|c| is_ours(&c.type_))
+            .cloned()
+            .collect(),
         ..s.clone()
     };
     strip(live) != strip(desired)
+}
+
+/// A condition type meshready writes.
+fn is_ours(type_: &str) -> bool {
+    type_ == conditions::READY
+        || type_ == conditions::REMEDIATIONS_APPLIED
+        || Family::ALL.iter().any(|f| f.condition_type() == type_)
 }
 
 /// The Ready condition's status, if present.
@@ -494,6 +509,29 @@ mod tests {
         assert_eq!(r.observed_generation, Some(3));
         assert_eq!(s.observed_generation, Some(3));
         assert!(s.conditions.iter().all(|c| c.status == "True"));
+    }
+
+    #[test]
+    fn conditions_of_other_writers_are_not_a_change() {
+        let spec = MeshReadinessSpec::default();
+        let first = desired(&spec, Some(1), &checked(vec![]), None, &time(10));
+        let mut live = first.clone();
+        let mut theirs = cond(&first, "Ready").clone();
+        theirs.type_ = "ExternalAudit".into();
+        live.conditions.insert(0, theirs);
+        let again = desired(&spec, Some(1), &checked(vec![]), Some(&live), &time(20));
+        assert!(
+            !changed(Some(&live), &again),
+            "a foreign condition made a write"
+        );
+        // One of ours changed by someone else is a change: it is put back.
+        live.conditions
+            .iter_mut()
+            .find(|c| c.type_ == "Ready")
+            .unwrap()
+            .status = "Unknown".into();
+        let again = desired(&spec, Some(1), &checked(vec![]), Some(&live), &time(30));
+        assert!(changed(Some(&live), &again));
     }
 
     #[test]
