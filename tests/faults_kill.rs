@@ -4,44 +4,19 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use meshready::api::istio::DestinationRule;
 use meshready::api::{MeshReadiness, RemediationState};
-use support::{OPERATOR_NAMESPACE, apply_yaml, control_plane, eventually};
+use support::{OPERATOR_NAMESPACE, OperatorProcess, apply_yaml, control_plane, eventually};
 
 const NAMESPACES: usize = 3;
 const SERVICES: usize = 8;
 
-/// The operator process, killed if the test ends without stopping it.
-struct Operator(Child);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(plane: &support::ControlPlane, name: &str) -> Operator {
-    let log = std::fs::File::create(plane.dir.join(format!("{name}.log"))).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_meshready"))
-        .args(["controller", "--debounce-ms", "100", "--log-level", "info"])
-        .arg("--kubeconfig")
-        .arg(&plane.kubeconfig)
-        .arg("--admin-address")
-        .arg(support::local_address().to_string())
-        .env("OPERATOR_NAMESPACE", OPERATOR_NAMESPACE)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Operator(child)
+fn start(plane: &support::ControlPlane, name: &str) -> OperatorProcess {
+    OperatorProcess::start(plane, name, &["--debounce-ms", "100"], &[])
 }
 
 fn fleet() -> String {

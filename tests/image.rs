@@ -197,20 +197,9 @@ async fn operator_runs_from_the_image_filesystem_and_stops_on_sigterm() {
     )
     .await;
 
-    // SIGTERM: a clean exit, well within the Deployment's grace period.
-    // SAFETY: kill has no memory preconditions; the pid is our child's (chroot execs meshready).
-    unsafe { libc::kill(operator.id() as i32, libc::SIGTERM) };
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = operator.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "still running 10 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // SIGTERM: a clean exit, well within the Deployment's grace period (chroot execs the
+    // binary, so the child is the operator itself).
+    let status = support::terminate(&mut operator, Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
 
     // Every log line is one JSON object with a level and a message.

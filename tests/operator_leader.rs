@@ -1,15 +1,19 @@
 //! Two replicas with leader election against one API server: exactly one writes; when it dies
-//! (without releasing its lease), the other takes over within about 20 seconds.
+//! (SIGKILL: no chance to release its lease), the other takes over within about 20 seconds.
+//! The leader is the real binary, so that it can be killed; the standby runs in-process, so
+//! that its writes can be counted.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use meshready::api::MeshReadiness;
 use meshready::operator::leader::LeaderElection;
-use support::{OPERATOR_NAMESPACE, apply_yaml, control_plane, eventually, start_operator_with};
+use support::{
+    OPERATOR_NAMESPACE, OperatorProcess, apply_yaml, control_plane, eventually, lease_holder,
+    start_operator_with,
+};
 
 fn election(identity: &str) -> Option<LeaderElection> {
     Some(LeaderElection {
@@ -29,23 +33,15 @@ fn service(port_name: &str) -> String {
 async fn one_replica_writes_and_a_standby_takes_over() {
     let plane = control_plane(true);
     let client = plane.client().await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
-    let holder = |leases: Api<Lease>| async move {
-        leases
-            .get_opt("meshready-leader")
-            .await
-            .ok()
-            .flatten()?
-            .spec?
-            .holder_identity
-    };
 
-    let (kill_a, killed_a) = tokio::sync::oneshot::channel::<()>();
-    let a = start_operator_with(plane, None, election("a"), async move {
-        let _ = killed_a.await;
-    });
+    let mut a = OperatorProcess::start(
+        plane,
+        "replica-a",
+        &["--leader-elect"],
+        &[("POD_NAME", "a")],
+    );
     eventually(Duration::from_secs(30), "replica a to lead", || async {
-        holder(leases.clone()).await.filter(|h| h == "a")
+        lease_holder(&client).await.filter(|h| h == "a")
     })
     .await;
     let b = start_operator_with(plane, None, election("b"), std::future::pending());
@@ -74,11 +70,17 @@ async fn one_replica_writes_and_a_standby_takes_over() {
             .get()
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(status_writes(&a) > 0, "the leader writes");
+    assert!(
+        !plane
+            .operator_writes(|e| e["objectRef"]["namespace"] == "t-leader")
+            .is_empty(),
+        "the leader writes"
+    );
     assert_eq!(status_writes(&b), 0, "the standby writes nothing");
 
     // The leader dies without releasing its lease; the standby takes over once it expires.
-    kill_a.send(()).unwrap();
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
     let died = Instant::now();
     apply_yaml(&client, &service("http-web")).await;
     eventually(
@@ -89,6 +91,6 @@ async fn one_replica_writes_and_a_standby_takes_over() {
     .await;
     let took = died.elapsed();
     assert!(took < Duration::from_secs(25), "took over after {took:?}");
-    assert_eq!(holder(leases.clone()).await.as_deref(), Some("b"));
+    assert_eq!(lease_holder(&client).await.as_deref(), Some("b"));
     assert!(status_writes(&b) > 0);
 }

@@ -838,3 +838,69 @@ pub fn http_get(address: std::net::SocketAddr, path: &str) -> Option<(u16, Strin
         .unwrap_or_default();
     Some((code, body))
 }
+
+/// The `meshready` binary running `controller` against a control plane, as a child process (so
+/// a test can SIGTERM or SIGKILL it); killed when dropped.
+pub struct OperatorProcess(pub std::process::Child);
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl OperatorProcess {
+    /// `meshready controller --kubeconfig <plane> ARGS`, its log in `<plane dir>/<name>.log`,
+    /// with `env` added to its environment.
+    pub fn start(plane: &ControlPlane, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let log = std::fs::File::create(plane.dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_meshready"))
+            .args(["controller", "--log-level", "info"])
+            .arg("--kubeconfig")
+            .arg(&plane.kubeconfig)
+            .arg("--admin-address")
+            .arg(local_address().to_string())
+            .args(args)
+            .env("OPERATOR_NAMESPACE", OPERATOR_NAMESPACE)
+            .envs(env.iter().copied())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        OperatorProcess(child)
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit, failing past `within`.
+pub async fn terminate(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> std::process::ExitStatus {
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < within,
+            "still running {within:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Who holds the operator's leader Lease.
+pub async fn lease_holder(client: &Client) -> Option<String> {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), OPERATOR_NAMESPACE)
+        .get_opt("meshready-leader")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+}
