@@ -1064,7 +1064,7 @@ fn the_schema_check_refuses_what_the_api_server_refuses() {
 
 #[test]
 fn odd_but_legal_content_is_analyzed() {
-    let input = odd::odd_namespace("odd");
+    let input = odd::odd_namespace("odd", true);
     let started = Instant::now();
     let out = run(
         &["analyze", "-f", "-", "-o", "json", "--fail-on", "never"],

@@ -673,3 +673,42 @@ async fn another_status_writer_loses_nothing_and_starts_no_loop() {
         plane.operator_writes(|e| e["objectRef"]["namespace"] == ns)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_but_legal_objects_are_analyzed() {
+    let (client, plane) = setup().await;
+    let metrics = operator(plane);
+    let ns = "t-odd";
+    let errors = || {
+        use prometheus::core::Collector;
+        metrics
+            .reconcile_errors
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    let errors_before = errors();
+    apply_yaml(
+        &client,
+        &format!(
+            "{}---\napiVersion: meshreadiness.io/v1alpha1\nkind: MeshReadiness\nmetadata: {{name: ready, namespace: {ns}}}\nspec: {{}}\n",
+            support::odd::odd_namespace(ns, false)
+        ),
+    )
+    .await;
+    let s = eventually(WAIT, "the odd namespace's findings", || async {
+        let s = status(&client, ns, "ready").await?;
+        s.findings
+            .iter()
+            .any(|f| f.code.as_str() == "MR804" && f.name == "many-ports")
+            .then_some(s)
+    })
+    .await;
+    assert!(
+        s.findings.iter().all(|f| f.message.len() < 4096),
+        "a message grew with the object"
+    );
+    assert_eq!(errors(), errors_before, "a reconcile failed");
+}

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod odd;
+
 use std::io::BufRead;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

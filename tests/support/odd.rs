@@ -4,9 +4,10 @@
 use std::fmt::Write;
 
 /// A namespace `ns` with: a 200 KiB annotation, non-ASCII annotations and names, a Service with
-/// 2,000 ports, a Deployment with 300 container ports, Istio objects with fields this Istio
-/// version does not define, and a VirtualService with 400 routes.
-pub fn odd_namespace(ns: &str) -> String {
+/// 2,000 ports, a Deployment with 300 container ports, a VirtualService with 400 routes, and,
+/// with `unknown_fields`, Istio objects with fields this Istio version does not define (fine in
+/// manifests for a newer Istio; the API server's schema refuses them).
+pub fn odd_namespace(ns: &str, unknown_fields: bool) -> String {
     let mut out = String::new();
     let huge = "x".repeat(200 * 1024);
     writeln!(
@@ -49,9 +50,18 @@ pub fn odd_namespace(ns: &str) -> String {
         "---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: many-routes, namespace: {ns}}}\nspec:\n  hosts: [many-ports]\n  http:\n{routes}"
     )
     .unwrap();
+    let (future_spec, future_policy, future_mtls) = if unknown_fields {
+        (
+            "\n  futureField: {enabled: true}",
+            "futurePolicy: 3, ",
+            "\n  somethingNew: [1, 2, 3]",
+        )
+    } else {
+        ("", "", "")
+    };
     writeln!(
         out,
-        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: future, namespace: {ns}}}\nspec:\n  host: many-ports\n  futureField: {{enabled: true}}\n  trafficPolicy: {{futurePolicy: 3, tls: {{mode: ISTIO_MUTUAL}}}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: future, namespace: {ns}}}\nspec:\n  mtls: {{mode: PERMISSIVE}}\n  somethingNew: [1, 2, 3]"
+        "---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: future, namespace: {ns}}}\nspec:\n  host: many-ports{future_spec}\n  trafficPolicy: {{{future_policy}tls: {{mode: ISTIO_MUTUAL}}}}\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: future, namespace: {ns}}}\nspec:\n  mtls: {{mode: PERMISSIVE}}{future_mtls}"
     )
     .unwrap();
     out
