@@ -48,5 +48,8 @@ echo "==> Events it recorded"
 kc get events.events.k8s.io -n shop-payments --field-selector reportingController=meshready \
   -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.kind,NOTE:.note --no-headers | cut -c1-150 | head -12
 echo
+echo "==> remediations (DryRun: listed in status, nothing written)"
+kc get meshreadiness -A -o jsonpath='{range .items[*]}{range .status.remediations[*]}{.state}{" "}{.kind}{" "}{.namespace}{"/"}{.name}{" ("}{.reason}{")\n"}{end}{end}'
+echo
 echo "==> kubectl wait --for=condition=Ready on the clean namespace"
 kc wait --for=condition=Ready meshreadiness --all -n shop-reviews --timeout=30s
