@@ -79,12 +79,21 @@ fn name_says_http(name: &str) -> bool {
 }
 
 fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
+    let tcp_ports: Vec<(&ServicePortInfo, Protocol)> = svc
+        .ports
+        .iter()
+        .filter_map(|port| match declared(port).explicit() {
+            Some(p @ (Protocol::Tcp | Protocol::Tls)) => Some((port, p)),
+            _ => None,
+        })
+        .collect();
+    if tcp_ports.is_empty() {
+        // Most Services: no need to find the workloads they select.
+        return;
+    }
     let workloads = cx.selected_by(svc);
     let mut evidence = Vec::new();
-    for port in &svc.ports {
-        let Some(p @ (Protocol::Tcp | Protocol::Tls)) = declared(port).explicit() else {
-            continue;
-        };
+    for (port, p) in tcp_ports {
         let mut why = BTreeSet::new();
         if port.name.as_deref().is_some_and(name_says_http) {
             why.insert(format!(
