@@ -120,12 +120,13 @@ async fn run(plane: &'static ControlPlane, config: &Config) {
     let services: HashMap<(String, String), Value> = cluster
         .objects()
         .filter(|o| o["kind"] == "Service")
+        .map(as_served)
         .map(|o| {
             let key = (
                 o["metadata"]["namespace"].as_str().unwrap().to_string(),
                 o["metadata"]["name"].as_str().unwrap().to_string(),
             );
-            (key, o.clone())
+            (key, o)
         })
         .collect();
     let bench = Bench {
@@ -194,6 +195,27 @@ fn type_key(object: &Value) -> (String, String) {
     )
 }
 
+/// The name the generator's unnamed ports get: the API server requires a name when a Service
+/// has more than one port, and `web` declares no protocol either (MR201 all the same).
+const UNDECLARED: &str = "web";
+
+/// A generated object as the API server can take it: no status (a Pod's is the kubelet's, and
+/// the API server resets it on create anyway), and unnamed ports named [`UNDECLARED`].
+fn as_served(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(map) = object.as_object_mut() {
+        map.remove("status");
+    }
+    if object["kind"] == "Service"
+        && let Some(ports) = object["spec"]["ports"].as_array_mut()
+    {
+        for port in ports.iter_mut().filter(|p| p.get("name").is_none()) {
+            port["name"] = json!(UNDECLARED);
+        }
+    }
+    object
+}
+
 /// Applies the generated cluster (Namespaces first) and one MeshReadiness per namespace.
 async fn load(
     client: &Client,
@@ -209,17 +231,10 @@ async fn load(
             })
         })
         .collect();
-    // A Pod's status is the kubelet's: the API server resets it on create anyway.
     let all: Vec<Value> = cluster
         .objects()
         .chain(&mesh_readiness)
-        .map(|o| {
-            let mut o = o.clone();
-            if let Some(map) = o.as_object_mut() {
-                map.remove("status");
-            }
-            o
-        })
+        .map(as_served)
         .collect();
     let mut kinds = HashMap::new();
     for object in &all {
@@ -458,7 +473,7 @@ impl Bench {
         (operator, all, first.unwrap_or(all))
     }
 
-    /// The namespaces whose status lists MR201 for a generated Service with an unnamed port,
+    /// The namespaces whose status lists MR201 for a generated Service with an unnamed port
     /// with that Service's name; else (a tiny cluster) any namespace with a finding and its code.
     async fn targets(&self) -> (Vec<(String, String)>, Vec<(String, String)>) {
         let list = Api::<MeshReadiness>::all(self.client.clone())
@@ -477,7 +492,10 @@ impl Bench {
             let unnamed = findings.iter().find(|f| {
                 f.code.as_str() == "MR201"
                     && f.kind == "Service"
-                    && self.services.contains_key(&(ns.clone(), f.name.clone()))
+                    && self
+                        .services
+                        .get(&(ns.clone(), f.name.clone()))
+                        .is_some_and(|s| s.to_string().contains(&format!("\"{UNDECLARED}\"")))
             });
             if let Some(f) = unnamed {
                 unnamed_ports.push((ns.clone(), f.name.clone()));
@@ -536,12 +554,12 @@ impl Bench {
         mr.metadata.generation.expect("generation")
     }
 
-    /// The generated Service `ns/name`, its unnamed port named `port_name` (or as generated).
+    /// The Service `ns/name` as loaded, its [`UNDECLARED`] port renamed `port_name`.
     fn service(&self, ns: &str, name: &str, port_name: Option<&str>) -> Value {
         let mut service = self.services[&(ns.to_string(), name.to_string())].clone();
         if let Some(port_name) = port_name {
             for port in service["spec"]["ports"].as_array_mut().unwrap() {
-                if port.get("name").is_none() {
+                if port["name"] == UNDECLARED {
                     port["name"] = json!(port_name);
                 }
             }
