@@ -227,7 +227,10 @@ async fn load(
         .map(|ns| {
             json!({
                 "apiVersion": "meshreadiness.io/v1alpha1", "kind": "MeshReadiness",
-                "metadata": {"name": NAME, "namespace": ns}, "spec": {},
+                "metadata": {"name": NAME, "namespace": ns},
+                // Not the default 5 min: every MeshReadiness would re-check at once in the
+                // middle of the measurements (each re-check is one cold start's worth of work).
+                "spec": {"interval": "1h"},
             })
         })
         .collect();
@@ -290,6 +293,31 @@ impl Operator {
             .reconcile_duration
             .with_label_values(&[] as &[&str])
             .get_sample_count()
+    }
+
+    /// Waits until at least `at_least` reconciles have finished and no more finish for the
+    /// debounce and 1.5 s; returns when (from `since`) the count first reached `at_least`.
+    async fn settle(&self, at_least: u64, debounce: Duration, since: Instant) -> Duration {
+        let mut reached = None;
+        let mut last = (self.reconciles(), Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let count = self.reconciles();
+            if count >= at_least {
+                reached.get_or_insert_with(|| since.elapsed());
+            }
+            if count != last.0 {
+                last = (count, Instant::now());
+            } else if let Some(reached) = reached
+                && last.1.elapsed() > debounce + Duration::from_millis(1500)
+            {
+                return reached;
+            }
+            assert!(
+                since.elapsed() < WAIT,
+                "{count} reconciles of {at_least} after {WAIT:?}"
+            );
+        }
     }
 
     /// Total seconds spent in reconciles so far.
@@ -572,30 +600,41 @@ impl Bench {
         println!("== {label}");
         let mut cold = Vec::new();
         let mut first = Vec::new();
+        let mut done = Vec::new();
         let mut running: Option<Operator> = None;
         for _ in 0..config.runs.max(1) {
             if let Some(operator) = running.take() {
                 operator.stop().await;
             }
+            let started = Instant::now();
             let (operator, all, first_one) = self.cold_start(debounce).await;
+            let at_current = operator.reconciles();
+            // Each reconcile sends its Events after its status patch; the follow-up reconciles
+            // (one per status patch) come a debounce later. Start measuring once all are done.
+            let finished = operator
+                .settle(self.namespaces.len() as u64, debounce, started)
+                .await;
             let reconciles = operator.reconciles();
             println!(
-                "cold start: all {} current in {:.2} s (first {:.2} s); {} reconciles, {:.1} ms each on average",
+                "cold start: all {} current in {:.2} s (first {:.2} s, {at_current} reconciles finished by then); all first reconciles finished (Events sent) in {:.2} s; quiet after {reconciles} reconciles, {:.0} ms of wall time each on average",
                 self.namespaces.len(),
                 all.as_secs_f64(),
                 first_one.as_secs_f64(),
-                reconciles,
+                finished.as_secs_f64(),
                 operator.reconcile_seconds() * 1e3 / reconciles.max(1) as f64
             );
             cold.push(all);
             first.push(first_one);
+            done.push(finished);
             running = Some(operator);
         }
         let operator = running.expect("an operator");
         Summary::of(cold).report(&format!("4. cold start, every status ({label})"), "-");
         Summary::of(first).report(&format!("4. cold start, first status ({label})"), "-");
-        // Let the follow-up reconciles of the cold start pass.
-        tokio::time::sleep(debounce * 2 + Duration::from_secs(2)).await;
+        Summary::of(done).report(
+            &format!("4. cold start, every reconcile done ({label})"),
+            "-",
+        );
         let (codes, unnamed_ports) = self.targets().await;
 
         let mut effective = Tally::default();

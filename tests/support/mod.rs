@@ -246,7 +246,8 @@ fn start(dir: &Path, envtest: &Envtest) -> (PathBuf, Vec<String>, u32) {
         format!("--service-account-signing-key-file={}", sa_key.display()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         "--authorization-mode=RBAC".to_string(),
-        "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+        // Room for the thousands of Services of the operator benchmark (a /24 holds 254).
+        "--service-cluster-ip-range=10.0.0.0/16".to_string(),
         "--disable-admission-plugins=ServiceAccount".to_string(),
         format!("--audit-policy-file={}", policy.display()),
         format!("--audit-log-path={}", dir.join("audit.log").display()),
