@@ -65,32 +65,33 @@ fn main() {
         println!("operator bench: smoke run skipped ({problem})");
         return;
     }
-    let config = if benching {
-        Config {
-            namespaces: flags.number("namespaces", 200),
-            samples: flags.number("samples", 40),
-            runs: flags.number("runs", 3),
-            noop: flags.number("noop", 10),
-            debounces: flags
-                .value("debounce-ms")
-                .unwrap_or("1000,200")
-                .split(',')
-                .map(|ms| {
-                    Duration::from_millis(ms.trim().parse().unwrap_or_else(|_| {
-                        panic!("--debounce-ms takes milliseconds, not {ms:?}")
-                    }))
-                })
-                .collect(),
-        }
-    } else {
-        Config {
-            namespaces: 2,
-            samples: 2,
-            runs: 1,
-            noop: 1,
-            debounces: vec![harness::TEST_DEBOUNCE],
-        }
-    };
+    let config =
+        if benching {
+            Config {
+                namespaces: flags.number("namespaces", 200),
+                samples: flags.number("samples", 40),
+                runs: flags.number("runs", 3),
+                noop: flags.number("noop", 10),
+                debounces: flags
+                    .value("debounce-ms")
+                    .unwrap_or("1000,200")
+                    .split(',')
+                    .map(|ms| {
+                        Duration::from_millis(ms.trim().parse().unwrap_or_else(|_| {
+                            panic!("--debounce-ms takes milliseconds, not {ms:?}")
+                        }))
+                    })
+                    .collect(),
+            }
+        } else {
+            Config {
+                namespaces: 2,
+                samples: 2,
+                runs: 1,
+                noop: 1,
+                debounces: vec![harness::TEST_DEBOUNCE],
+            }
+        };
     let plane = harness::control_plane(true);
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -217,11 +218,7 @@ fn as_served(object: &Value) -> Value {
 }
 
 /// Applies the generated cluster (Namespaces first) and one MeshReadiness per namespace.
-async fn load(
-    client: &Client,
-    cluster: &generator::Cluster,
-    namespaces: &[String],
-) -> Objects {
+async fn load(client: &Client, cluster: &generator::Cluster, namespaces: &[String]) -> Objects {
     let mesh_readiness: Vec<Value> = namespaces
         .iter()
         .map(|ns| {
@@ -388,13 +385,35 @@ struct Tally {
     changes: usize,
     writes: Vec<Writes>,
     reconciles: u64,
+    /// Wall time of those reconciles, in seconds.
+    reconcile_seconds: f64,
+}
+
+/// What the operator's metrics said before a change: reconciles and their wall time.
+struct Before {
+    writes: Writes,
+    reconciles: u64,
+    seconds: f64,
+}
+
+impl Before {
+    fn now(plane: &ControlPlane, operator: &Operator, ns: &str) -> Before {
+        Before {
+            writes: Writes::in_namespace(plane, ns),
+            reconciles: operator.reconciles(),
+            seconds: operator.reconcile_seconds(),
+        }
+    }
 }
 
 impl Tally {
-    fn add(&mut self, writes: Writes, reconciles: u64) {
+    /// Counts what the operator did since `before`.
+    fn add(&mut self, plane: &ControlPlane, operator: &Operator, ns: &str, before: Before) {
         self.changes += 1;
-        self.writes.push(writes);
-        self.reconciles += reconciles;
+        self.writes
+            .push(Writes::in_namespace(plane, ns) - before.writes);
+        self.reconciles += operator.reconciles() - before.reconciles;
+        self.reconcile_seconds += operator.reconcile_seconds() - before.seconds;
     }
 
     fn report(&self, what: &str, goal: &str) {
@@ -411,11 +430,12 @@ impl Tally {
             format!("{:.2} ({min}..{max})", sum(f) as f64 / self.changes as f64)
         };
         println!(
-            "{what:<44} per change: status patches {}, Events {}, other writes {}, reconciles {:.2}  ({} changes)  goal {goal}",
+            "{what:<44} per change: status patches {}, Events {}, other writes {}, reconciles {:.2} ({:.0} ms each)  ({} changes)  goal {goal}",
             range(|w| w.status),
             range(|w| w.events),
             range(|w| w.other),
             self.reconciles as f64 / self.changes as f64,
+            self.reconcile_seconds * 1e3 / self.reconciles.max(1) as f64,
             self.changes
         );
     }
@@ -550,8 +570,7 @@ impl Bench {
         seen: impl Fn(&MeshReadiness, &T) -> bool,
         tally: &mut Tally,
     ) -> Duration {
-        let writes = Writes::in_namespace(self.plane, ns);
-        let reconciles = operator.reconciles();
+        let before = Before::now(self.plane, operator, ns);
         let started = Instant::now();
         let changed = change.await;
         let latency = self
@@ -560,10 +579,7 @@ impl Bench {
         // The status write is itself a change of the MeshReadiness: one more reconcile follows
         // after the debounce. Count what it writes too, and start the next change after it.
         tokio::time::sleep(debounce + Duration::from_millis(700)).await;
-        tally.add(
-            Writes::in_namespace(self.plane, ns) - writes,
-            operator.reconciles() - reconciles,
-        );
+        tally.add(self.plane, operator, ns, before);
         latency
     }
 
@@ -733,12 +749,13 @@ impl Bench {
                 continue;
             };
             let mut touched = service.clone();
-            touched["metadata"]["labels"]["meshready-bench/touch"] = json!(format!("t{i}"));
-            let reconciles = operator.reconciles();
-            let writes = Writes::in_namespace(self.plane, ns);
+            // A value never applied before: the same one again would change nothing at all.
+            touched["metadata"]["labels"]["meshready-bench/touch"] =
+                json!(format!("d{}-t{i}", debounce.as_millis()));
+            let before = Before::now(self.plane, &operator, ns);
             self.objects.apply(&self.client, &touched).await;
             let started = Instant::now();
-            while operator.reconciles() == reconciles {
+            while operator.reconciles() == before.reconciles {
                 assert!(
                     started.elapsed() < WAIT,
                     "{ns}: labelling Service {name} was never reconciled"
@@ -746,15 +763,9 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             tokio::time::sleep(debounce + Duration::from_millis(700)).await;
-            noop.add(
-                Writes::in_namespace(self.plane, ns) - writes,
-                operator.reconciles() - reconciles,
-            );
+            noop.add(self.plane, &operator, ns, before);
         }
-        noop.report(
-            &format!("4. writes per no-op change ({label})"),
-            "0 writes",
-        );
+        noop.report(&format!("4. writes per no-op change ({label})"), "0 writes");
         operator.stop().await;
     }
 }

@@ -725,7 +725,14 @@ pub fn start_operator_with(
     leader_election: Option<meshready::operator::leader::LeaderElection>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> meshready::operator::metrics::Metrics {
-    launch(plane, admin_address, leader_election, None, TEST_DEBOUNCE, shutdown)
+    launch(
+        plane,
+        admin_address,
+        leader_election,
+        None,
+        TEST_DEBOUNCE,
+        shutdown,
+    )
 }
 
 /// The debounce of the operators the tests start: short, so tests run quickly.
