@@ -36,6 +36,11 @@ pub struct Envtest {
 
 impl Envtest {
     fn find() -> Envtest {
+        Envtest::locate().unwrap_or_else(|problem| panic!("{problem}"))
+    }
+
+    /// The binaries, or what is missing (for a program that reports it rather than panicking).
+    pub fn locate() -> Result<Envtest, String> {
         let dir = std::env::var_os("MESHREADY_ENVTEST")
             .map(PathBuf::from)
             .or_else(|| {
@@ -54,7 +59,7 @@ impl Envtest {
                 dirs.sort();
                 dirs.pop()
             });
-        let dir = dir.expect("no envtest binaries: run `make envtest` first (CI does)");
+        let dir = dir.ok_or("no envtest binaries: run `make envtest` first (CI does)")?;
         let envtest = Envtest {
             kube_apiserver: dir.join("kube-apiserver"),
             kube_controller_manager: dir.join("kube-controller-manager"),
@@ -67,13 +72,11 @@ impl Envtest {
             &envtest.etcd,
             &envtest.istio_crds,
         ] {
-            assert!(
-                path.is_file(),
-                "{} is missing: run `make envtest`",
-                path.display()
-            );
+            if !path.is_file() {
+                return Err(format!("{} is missing: run `make envtest`", path.display()));
+            }
         }
-        envtest
+        Ok(envtest)
     }
 }
 
@@ -243,7 +246,8 @@ fn start(dir: &Path, envtest: &Envtest) -> (PathBuf, Vec<String>, u32) {
         format!("--service-account-signing-key-file={}", sa_key.display()),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         "--authorization-mode=RBAC".to_string(),
-        "--service-cluster-ip-range=10.0.0.0/24".to_string(),
+        // Room for the thousands of Services of the operator benchmark (a /24 holds 254).
+        "--service-cluster-ip-range=10.0.0.0/16".to_string(),
         "--disable-admission-plugins=ServiceAccount".to_string(),
         format!("--audit-policy-file={}", policy.display()),
         format!("--audit-log-path={}", dir.join("audit.log").display()),
@@ -470,13 +474,12 @@ pub async fn apply_json(client: &Client, object: serde_json::Value) {
     let types = object.types.clone().unwrap();
     let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
     let (resource, caps) = kube::discovery::pinned_kind(client, &gvk).await.unwrap();
-    let api: Api<kube::api::DynamicObject> =
-        match (caps.scope, object.metadata.namespace.as_deref()) {
-            (kube::discovery::Scope::Namespaced, Some(ns)) => {
-                Api::namespaced_with(client.clone(), ns, &resource)
-            }
-            _ => Api::all_with(client.clone(), &resource),
-        };
+    let api = dynamic_api(
+        client,
+        &resource,
+        &caps.scope,
+        object.metadata.namespace.as_deref(),
+    );
     let name = object.metadata.name.clone().unwrap();
     api.patch(
         &name,
@@ -485,6 +488,21 @@ pub async fn apply_json(client: &Client, object: serde_json::Value) {
     )
     .await
     .unwrap_or_else(|e| panic!("applying {} {name}: {e}", gvk.kind));
+}
+
+/// The API of one resource, in `namespace` when the resource is namespaced.
+pub fn dynamic_api(
+    client: &Client,
+    resource: &kube::api::ApiResource,
+    scope: &kube::discovery::Scope,
+    namespace: Option<&str>,
+) -> Api<kube::api::DynamicObject> {
+    match (scope, namespace) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => {
+            Api::namespaced_with(client.clone(), ns, resource)
+        }
+        _ => Api::all_with(client.clone(), resource),
+    }
 }
 
 /// Server-side applies every document of a YAML text.
@@ -707,7 +725,27 @@ pub fn start_operator_with(
     leader_election: Option<meshready::operator::leader::LeaderElection>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> meshready::operator::metrics::Metrics {
-    launch(plane, admin_address, leader_election, None, shutdown)
+    launch(
+        plane,
+        admin_address,
+        leader_election,
+        None,
+        TEST_DEBOUNCE,
+        shutdown,
+    )
+}
+
+/// The debounce of the operators the tests start: short, so tests run quickly.
+pub const TEST_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// An operator instance with the given debounce (the binary's default is 1 s), until
+/// `shutdown` resolves, as [`start_operator_with`] without leader election.
+pub fn start_operator_debounced(
+    plane: &'static ControlPlane,
+    debounce: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> meshready::operator::metrics::Metrics {
+    launch(plane, None, None, None, debounce, shutdown)
 }
 
 /// The operator's ServiceAccount, as `config/rbac` names it.
@@ -744,7 +782,14 @@ pub fn start_operator_as_service_account(
     plane: &'static ControlPlane,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> meshready::operator::metrics::Metrics {
-    launch(plane, None, None, Some(OPERATOR_SERVICE_ACCOUNT), shutdown)
+    launch(
+        plane,
+        None,
+        None,
+        Some(OPERATOR_SERVICE_ACCOUNT),
+        TEST_DEBOUNCE,
+        shutdown,
+    )
 }
 
 fn launch(
@@ -752,6 +797,7 @@ fn launch(
     admin_address: Option<std::net::SocketAddr>,
     leader_election: Option<meshready::operator::leader::LeaderElection>,
     impersonate: Option<&'static str>,
+    debounce: Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> meshready::operator::metrics::Metrics {
     let metrics = meshready::operator::metrics::Metrics::new().unwrap();
@@ -788,7 +834,7 @@ fn launch(
                 let client = meshready::operator::client(config).unwrap();
                 let options = meshready::operator::Options {
                     operator_namespace: OPERATOR_NAMESPACE.to_string(),
-                    debounce: Duration::from_millis(200),
+                    debounce,
                     admin_address,
                     leader_election,
                 };
