@@ -2,7 +2,7 @@
 //! envtest`, Istio's CRDs installed), loaded with generated namespaces, one MeshReadiness each.
 //!
 //! `cargo bench --bench operator -- [--namespaces 200 --samples 40 --runs 3 --noop 10
-//! --debounce-ms 1000,200]` measures, for each debounce (the operator's default is 1 s):
+//! --debounce-ms 250,1000]` measures, for each debounce (the operator's default is 250 ms):
 //!
 //! 1. cold start: the operator starts (in this process) with every status cleared; the time
 //!    until every MeshReadiness has conditions and `observedGeneration` equal to its generation;
@@ -74,7 +74,7 @@ fn main() {
                 noop: flags.number("noop", 10),
                 debounces: flags
                     .value("debounce-ms")
-                    .unwrap_or("1000,200")
+                    .unwrap_or("250,1000")
                     .split(',')
                     .map(|ms| {
                         Duration::from_millis(ms.trim().parse().unwrap_or_else(|_| {

@@ -41,8 +41,10 @@ pub struct ControllerArgs {
     #[arg(long, env = "OPERATOR_NAMESPACE")]
     pub operator_namespace: Option<String>,
 
-    /// Changes within this many milliseconds are folded into one reconcile.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// Changes within this many milliseconds are folded into one reconcile. Short enough that a
+    /// change shows in status well within a second (BENCHMARKS.md, benchmark 4), long enough to
+    /// fold a rollout's burst of pod events.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
     pub debounce_ms: u64,
 
     /// Elect one writer among replicas with a Lease (`meshready-leader`) in the operator namespace.

@@ -738,7 +738,7 @@ pub fn start_operator_with(
 /// The debounce of the operators the tests start: short, so tests run quickly.
 pub const TEST_DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// An operator instance with the given debounce (the binary's default is 1 s), until
+/// An operator instance with the given debounce (the binary's default is 250 ms), until
 /// `shutdown` resolves, as [`start_operator_with`] without leader election.
 pub fn start_operator_debounced(
     plane: &'static ControlPlane,
