@@ -127,10 +127,15 @@ pub const LISTED: usize = 8;
 
 /// `items` joined by `separator`, at most [`LISTED`] of them, then "and N more".
 pub fn listed<S: AsRef<str>>(items: &[S], separator: &str) -> String {
-    let mut out: Vec<&str> = items.iter().take(LISTED).map(AsRef::as_ref).collect();
+    listed_at_most(items, separator, LISTED)
+}
+
+/// `items` joined by `separator`, at most `max` of them, then "and N more".
+pub fn listed_at_most<S: AsRef<str>>(items: &[S], separator: &str, max: usize) -> String {
+    let mut out: Vec<&str> = items.iter().take(max).map(AsRef::as_ref).collect();
     let more;
-    if items.len() > LISTED {
-        more = format!("and {} more", items.len() - LISTED);
+    if items.len() > max {
+        more = format!("and {} more", items.len() - max);
         out.push(&more);
     }
     out.join(separator)
@@ -146,5 +151,6 @@ mod listed_tests {
         let many: Vec<String> = (0..20).map(|i| i.to_string()).collect();
         assert_eq!(listed(&many, "; "), "0; 1; 2; 3; 4; 5; 6; 7; and 12 more");
         assert_eq!(listed::<&str>(&[], ", "), "");
+        assert_eq!(listed_at_most(&many, ", ", 2), "0, 1, and 18 more");
     }
 }

@@ -93,7 +93,7 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
                 w.meta.name,
                 scope_phrase(effective.scope, effective.policy.as_deref()),
                 pods_phrase(pods),
-                listed(&names, ", "),
+                names.join(", "),
             ),
         );
     }

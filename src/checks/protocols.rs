@@ -302,7 +302,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                      Fix: use one protocol per port number across namespaces, or move one Service to \
                      another port.",
                     svc.meta.name,
-                    listed(&others, ", "),
+                    others.join(", "),
                 ),
             );
         }

@@ -8,7 +8,7 @@ use crate::api::{
     FindingStatus, MeshReadinessSpec, MeshReadinessStatus, ReadyThreshold, RemediationMode,
     RemediationState, RemediationStatus,
 };
-use crate::checks::{Code, Family, Finding, Severity};
+use crate::checks::{self, Code, Family, Finding, Severity};
 use crate::remediation::{self, FindingKey, Kind, Reason, Remediation};
 
 /// At most this many findings are listed in status; `findingsTruncated` says when more exist.
@@ -400,9 +400,8 @@ fn remediations_applied(
 
 /// `DestinationRule shop/cart-meshreadiness (UserObjectForHost), ...`, at most [`MAX_NAMED`].
 fn objects(items: &[&Remediation], with_reason: bool) -> String {
-    let mut named: Vec<String> = items
+    let named: Vec<String> = items
         .iter()
-        .take(MAX_NAMED)
         .map(|r| {
             let why = if with_reason {
                 format!(" ({})", r.reason.as_str())
@@ -412,10 +411,7 @@ fn objects(items: &[&Remediation], with_reason: bool) -> String {
             format!("{} {}/{}{why}", r.kind, r.namespace, r.name)
         })
         .collect();
-    if items.len() > MAX_NAMED {
-        named.push(format!("and {} more", items.len() - MAX_NAMED));
-    }
-    named.join(", ")
+    checks::listed_at_most(&named, ", ", MAX_NAMED)
 }
 
 /// The `status.remediations` entry; a `Planned` one (DryRun) shows the exact object.

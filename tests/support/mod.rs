@@ -353,7 +353,7 @@ pub fn control_plane_with(istio: bool, garbage_collector: bool) -> &'static Cont
                 };
                 block_on(async {
                     let client = plane.client().await;
-                    wait_ready(&client, &plane).await;
+                    wait_ready(&client, &plane.dir.join("kube-apiserver.log")).await;
                     install_crd(&client, MeshReadiness::crd()).await;
                     if istio {
                         plane.install_istio_crds(&client).await;
@@ -390,7 +390,9 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-async fn wait_ready(client: &Client, plane: &ControlPlane) {
+/// Waits until the kube-apiserver `client` talks to answers `/readyz`; past two minutes, fails
+/// with the tail of its `log`.
+async fn wait_ready(client: &Client, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
@@ -400,8 +402,7 @@ async fn wait_ready(client: &Client, plane: &ControlPlane) {
             return;
         }
         if Instant::now() > deadline {
-            let log =
-                std::fs::read_to_string(plane.dir.join("kube-apiserver.log")).unwrap_or_default();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
             panic!(
                 "kube-apiserver not ready after 120s; log tail:\n{}",
@@ -567,9 +568,10 @@ impl ControlPlane {
         };
         let mut command = Command::new(&self.envtest.kube_apiserver);
         command.args(&args);
-        let pid = spawn_kept(command, self.dir.join("kube-apiserver-restarted.log"));
+        let log = self.dir.join("kube-apiserver-restarted.log");
+        let pid = spawn_kept(command, log.clone());
         self.apiserver.lock().unwrap().1 = Some(pid);
-        wait_ready(&self.client().await, self).await;
+        wait_ready(&self.client().await, &log).await;
     }
 
     /// A second kube-apiserver on the same etcd, with `extra` arguments: the cluster as other
@@ -592,7 +594,8 @@ impl ControlPlane {
         args.extend(extra.iter().map(|a| a.to_string()));
         let mut command = Command::new(&self.envtest.kube_apiserver);
         command.args(&args);
-        spawn_kept(command, self.dir.join("kube-apiserver-second.log"));
+        let log = self.dir.join("kube-apiserver-second.log");
+        spawn_kept(command, log.clone());
         let kubeconfig = std::fs::read_to_string(&self.kubeconfig).unwrap().replace(
             &format!("127.0.0.1:{}\n", self.api_port()),
             &format!("127.0.0.1:{port}\n"),
@@ -604,22 +607,8 @@ impl ControlPlane {
         .await
         .unwrap();
         let client = Client::try_from(config).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
-            if client
-                .request_text(req)
-                .await
-                .is_ok_and(|t| t.trim() == "ok")
-            {
-                return client;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the second kube-apiserver is not ready"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        wait_ready(&client, &log).await;
+        client
     }
 
     /// `kubectl --kubeconfig <this plane> ARGS`: stdout on success, a panic with stderr otherwise.
