@@ -11,6 +11,7 @@ use kube::runtime::reflector::Store;
 use crate::api::MeshReadiness;
 use crate::checks::Finding;
 use crate::operator::metrics::Metrics;
+use crate::operator::snapshots::SharedSnapshot;
 use crate::operator::stores::Stores;
 use crate::snapshot::ObjectRef;
 
@@ -21,6 +22,8 @@ pub struct Context {
     pub client: Client,
     pub stores: Stores,
     pub mesh_readiness: Store<MeshReadiness>,
+    /// The snapshot of the caches, built once for every reconcile that sees them unchanged.
+    pub snapshots: SharedSnapshot,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// The namespace whose MeshReadiness objects may select other namespaces.

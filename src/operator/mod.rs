@@ -11,6 +11,7 @@ pub mod metrics;
 mod reconcile;
 mod remediate;
 mod server;
+mod snapshots;
 pub mod status;
 pub mod stores;
 
@@ -248,6 +249,7 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         client,
         mesh_readiness: router.mesh_readiness.clone(),
+        snapshots: Default::default(),
         stores,
         metrics,
         operator_namespace: options.operator_namespace,

@@ -19,7 +19,7 @@ use crate::operator::error::{Error, Result};
 use crate::operator::status::{self, Outcome, reasons};
 use crate::operator::{events, remediate};
 use crate::remediation::{self, MeshReadinessKey, MeshReadinessRef, PlanRequest, Remediation};
-use crate::snapshot::{BuildOptions, IstioObject, Meta, ObjectRef, Snapshot, scope};
+use crate::snapshot::{IstioObject, Meta, ObjectRef, scope};
 
 /// How soon to look again while Istio's CRDs are missing: they are picked up without a restart.
 const ISTIO_RECHECK: Duration = Duration::from_secs(10);
@@ -81,12 +81,8 @@ fn evaluate(
             "Istio's CRDs (security.istio.io, networking.istio.io) are not served in this cluster: install Istio; checking starts on its own.".to_string(),
         );
     }
-    let options = BuildOptions {
-        assume_injected: false,
-        native_sidecars: Some(ctx.stores.native_sidecars()),
-        ..BuildOptions::default()
-    };
-    let snapshot = Snapshot::build(ctx.stores.objects(&ctx.mesh_readiness), &options)?;
+    let built = ctx.snapshots.current(&ctx.stores, &ctx.mesh_readiness)?;
+    let snapshot = &built.snapshot;
     let info = IstioObject {
         meta: Meta {
             namespace: namespace.to_string(),
@@ -95,7 +91,7 @@ fn evaluate(
         },
         spec: spec.clone(),
     };
-    let namespaces = scope::covered(&snapshot, &info, &ctx.operator_namespace);
+    let namespaces = scope::covered(snapshot, &info, &ctx.operator_namespace);
     let request = CheckRequest {
         app_idle_timeouts: spec
             .app_idle_timeouts
@@ -109,11 +105,11 @@ fn evaluate(
         disabled: spec.checks.disabled.iter().copied().collect(),
         namespaces,
     };
-    let findings = checks::run(&snapshot, &request);
+    let findings = checks::run_indexed(snapshot, &built.index, &request);
     let key = MeshReadinessKey::new(namespace, mr.name_any());
     let owners = remediation::owners(
         &snapshot.mesh_readiness,
-        &snapshot,
+        snapshot,
         &request.namespaces,
         &ctx.operator_namespace,
     )
@@ -126,7 +122,7 @@ fn evaluate(
         .map(|s| s.remediations.as_slice())
         .unwrap_or_default();
     let plan = remediation::plan(&PlanRequest {
-        snapshot: &snapshot,
+        snapshot,
         findings: &findings,
         checks: &request,
         mesh_readiness: MeshReadinessRef {
@@ -144,7 +140,7 @@ fn evaluate(
     } else {
         &[]
     };
-    let stale = remediation::stale(&snapshot, &key, kept);
+    let stale = remediation::stale(snapshot, &key, kept);
     Ok(Evaluation::Checked {
         namespaces: request.namespaces.len() as i32,
         findings,

@@ -17,6 +17,7 @@ use crate::api::k8s::{
     ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, Pod, ReplicaSet, Service,
     StatefulSet,
 };
+use crate::operator::snapshots::CacheWrites;
 use crate::snapshot::{ClusterObject, ISTIO_SYSTEM_NAMESPACE};
 use k8s_openapi::api::core::v1::{Node, NodeStatus, NodeSystemInfo};
 
@@ -194,12 +195,14 @@ fn reflect<K>(
     api: Api<K>,
     strip: fn(&mut K),
     istio: Option<&IstioPresence>,
+    writes: &CacheWrites,
 ) -> (Store<K>, Changes<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let presence = istio.cloned();
+    let writes = writes.clone();
     let events = match istio {
         Some(_) => relisting_when_unserved(api).boxed(),
         None => watcher(api, watcher::Config::default().any_semantic()).boxed(),
@@ -214,6 +217,12 @@ where
         .backoff(super::backoff::WatchBackoff::default())
         .modify(strip)
         .reflect(writer)
+        // Every event, not only the objects passed on: a relist replaces the store at its end.
+        .inspect(move |event| {
+            if event.is_ok() {
+                writes.bump();
+            }
+        })
         .touched_objects()
         .filter_map(|change| std::future::ready(retried_here(change)))
         .boxed();
@@ -282,6 +291,8 @@ pub struct Stores {
     pub envoy_filters: Store<EnvoyFilter>,
     pub nodes: Store<Node>,
     pub istio: IstioPresence,
+    /// Bumped by every watch after its store changed.
+    pub writes: CacheWrites,
 }
 
 /// The change streams, one per kind, to be wired into the controller.
@@ -310,26 +321,29 @@ impl Stores {
     /// Starts nothing by itself: the returned streams run the watches once polled.
     pub fn new(client: &kube::Client) -> (Stores, ChangeStreams) {
         let (istio, istio_changes) = IstioPresence::new();
+        let writes = CacheWrites::default();
         let all = || client.clone();
-        let (namespaces, ns) = reflect(Api::all(all()), strip_meta, None);
-        let (pods, po) = reflect(Api::all(all()), strip_pod, None);
-        let (replica_sets, rs) = reflect(Api::all(all()), strip_meta, None);
-        let (deployments, deploy) = reflect(Api::all(all()), strip_meta, None);
-        let (stateful_sets, sts) = reflect(Api::all(all()), strip_meta, None);
-        let (daemon_sets, ds) = reflect(Api::all(all()), strip_meta, None);
-        let (jobs, job) = reflect(Api::all(all()), strip_meta, None);
-        let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None);
-        let (services, svc) = reflect(Api::all(all()), strip_service, None);
+        let (namespaces, ns) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (pods, po) = reflect(Api::all(all()), strip_pod, None, &writes);
+        let (replica_sets, rs) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (deployments, deploy) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (stateful_sets, sts) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (daemon_sets, ds) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (jobs, job) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None, &writes);
+        let (services, svc) = reflect(Api::all(all()), strip_service, None, &writes);
         let (config_maps, cm) = reflect(
             Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE),
             strip_config_map,
             None,
+            &writes,
         );
-        let (peer_authentications, pa) = reflect(Api::all(all()), strip_meta, Some(&istio));
-        let (destination_rules, dr) = reflect(Api::all(all()), strip_meta, Some(&istio));
-        let (virtual_services, vs) = reflect(Api::all(all()), strip_meta, Some(&istio));
-        let (envoy_filters, ef) = reflect(Api::all(all()), strip_meta, Some(&istio));
-        let (nodes, node) = reflect(Api::all(all()), strip_node, None);
+        let (peer_authentications, pa) =
+            reflect(Api::all(all()), strip_meta, Some(&istio), &writes);
+        let (destination_rules, dr) = reflect(Api::all(all()), strip_meta, Some(&istio), &writes);
+        let (virtual_services, vs) = reflect(Api::all(all()), strip_meta, Some(&istio), &writes);
+        let (envoy_filters, ef) = reflect(Api::all(all()), strip_meta, Some(&istio), &writes);
+        let (nodes, node) = reflect(Api::all(all()), strip_node, None, &writes);
         let stores = Stores {
             namespaces,
             pods,
@@ -347,6 +361,7 @@ impl Stores {
             envoy_filters,
             nodes,
             istio,
+            writes,
         };
         let streams = ChangeStreams {
             namespaces: ns,
