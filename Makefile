@@ -10,7 +10,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 IMAGE ?= ghcr.io/meshready/meshready:$(VERSION)
 CONTAINER_ENGINE ?= docker
 
-.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down image image-rootfs bench
+.PHONY: help build test lint fmt crd demo analyze-examples envtest cluster cluster-down image image-rootfs bench istioctl
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ analyze-examples: ## The offline analyzer on examples/
 
 bench: ## Benchmarks on a generated large cluster (BENCHMARKS.md records the figures)
 	hack/bench.sh
+
+istioctl: ## Build (once, cached outside the repo) the istioctl benchmark 5 compares with
+	hack/istioctl.sh
 
 envtest: ## Build (once, cached outside the repo) kube-apiserver, etcd and Istio's CRDs for tests
 	hack/envtest.sh
