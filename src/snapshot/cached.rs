@@ -198,7 +198,7 @@ impl CachedPod {
 
     pub fn namespace(&self) -> Option<&str> {
         match self {
-            CachedPod::Controlled(pod) => Some(&pod.namespace),
+            CachedPod::Controlled(pod) => Some(&*pod.namespace).filter(|ns| !ns.is_empty()),
             CachedPod::Whole(pod) => pod.metadata.namespace.as_deref(),
         }
     }
@@ -312,5 +312,234 @@ fn port_info(p: ServicePort) -> ServicePortInfo {
         port: p.port,
         transport: p.protocol.unwrap_or_else(|| "TCP".to_string()),
         app_protocol: p.app_protocol.filter(|a| !a.is_empty()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(yaml: &str) -> Pod {
+        serde_saphyr::from_str(yaml).expect("test pod decodes")
+    }
+
+    fn service(yaml: &str) -> ServiceInfo {
+        let svc: Service = serde_saphyr::from_str(yaml).expect("test service decodes");
+        CachedService::from(svc).into_info("default")
+    }
+
+    /// What the builder reads of `pod`, projected and whole: they must agree, except that a
+    /// controlled pod keeps no annotations, creation time or spec (its template comes from
+    /// its controller).
+    fn assert_projection_keeps_what_is_read(pod: Pod, controlled: bool) {
+        let projected = CachedPod::project(pod.clone());
+        assert_eq!(matches!(projected, CachedPod::Controlled(_)), controlled);
+        assert_eq!(
+            projected.name(),
+            pod.metadata.name.as_deref().unwrap_or_default()
+        );
+        assert_eq!(projected.namespace(), pod.metadata.namespace.as_deref());
+        let (cached, whole) = (
+            projected.into_parts("default"),
+            CachedPod::whole(pod).into_parts("default"),
+        );
+        assert_eq!(cached.state, whole.state);
+        assert_eq!(cached.owner, whole.owner);
+        assert_eq!(cached.meta.namespace, whole.meta.namespace);
+        assert_eq!(cached.meta.name, whole.meta.name);
+        assert_eq!(cached.meta.labels, whole.meta.labels);
+        if !controlled {
+            assert_eq!(cached.meta, whole.meta);
+            assert_eq!(cached.spec, whole.spec);
+        }
+    }
+
+    const CONTROLLED: &str = "
+metadata:
+  name: web-5d4f-x
+  namespace: shop
+  labels: {app: web, pod-template-hash: 5d4f}
+  annotations: {sidecar.istio.io/status: '{}'}
+  creationTimestamp: '2026-11-30T09:14:07Z'
+  ownerReferences:
+  - {apiVersion: apps/v1, kind: ReplicaSet, name: web-5d4f, uid: u1, controller: true}
+status: {phase: Running, podIP: 10.0.0.1}
+spec:
+  containers:
+    - {name: app, image: node:20, ports: [{containerPort: 8080}]}
+    - {name: istio-proxy, image: proxyv2}
+";
+
+    #[test]
+    fn a_controlled_pod_keeps_its_state_labels_and_controller() {
+        assert_projection_keeps_what_is_read(pod(CONTROLLED), true);
+        let CachedPod::Controlled(cached) = CachedPod::project(pod(CONTROLLED)) else {
+            panic!("controlled by a ReplicaSet");
+        };
+        assert_eq!(cached.controller_kind, TemplateKind::ReplicaSet);
+        assert_eq!(&*cached.controller, "web-5d4f");
+        assert!(cached.facts.live && cached.facts.proxy_container);
+        assert!(!cached.facts.native_sidecar && !cached.facts.host_network);
+    }
+
+    #[test]
+    fn every_template_kind_phase_and_proxy_form_is_kept() {
+        let variants = [
+            (
+                "StatefulSet",
+                "Pending",
+                "initContainers: [{name: istio-proxy, restartPolicy: Always}]",
+            ),
+            ("DaemonSet", "Succeeded", "hostNetwork: true"),
+            ("Job", "Failed", "initContainers: [{name: istio-proxy}]"),
+            ("ReplicaSet", "Unknown", "hostNetwork: false"),
+        ];
+        for (kind, phase, spec) in variants {
+            let yaml = format!(
+                "
+metadata:
+  name: p
+  namespace: ns
+  labels: {{app: a}}
+  ownerReferences: [{{apiVersion: apps/v1, kind: {kind}, name: owner, uid: u, controller: true}}]
+spec:
+  containers: [{{name: app}}]
+  {spec}
+status: {{phase: {phase}}}
+"
+            );
+            assert_projection_keeps_what_is_read(pod(&yaml), true);
+        }
+        let native = pod(&format!(
+            "{CONTROLLED}  initContainers: [{{name: istio-proxy, restartPolicy: Always}}]\n"
+        ));
+        let parts = CachedPod::project(native).into_parts("default");
+        assert!(parts.state.native_sidecar && parts.state.has_proxy);
+    }
+
+    #[test]
+    fn a_pod_without_a_template_kind_controller_is_kept_whole_but_its_status() {
+        let bare = "
+metadata:
+  name: debug
+  namespace: shop
+  annotations: {meshreadiness.io/ignore: MR102}
+spec:
+  containers: [{name: app, image: curl}]
+status: {phase: Running, podIP: 10.0.0.2}
+";
+        let replication_controller = "
+metadata:
+  name: legacy-abc
+  namespace: shop
+  ownerReferences: [{apiVersion: v1, kind: ReplicationController, name: legacy, uid: u, controller: true}]
+spec:
+  containers: [{name: app}]
+";
+        let not_a_controller = "
+metadata:
+  name: adopted
+  namespace: shop
+  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: rs, uid: u}]
+spec:
+  containers: [{name: app}]
+";
+        for yaml in [bare, replication_controller, not_a_controller] {
+            assert_projection_keeps_what_is_read(pod(yaml), false);
+        }
+        let CachedPod::Whole(kept) = CachedPod::project(pod(bare)) else {
+            panic!("a bare pod is kept whole");
+        };
+        let status = kept.status.as_ref().expect("status kept");
+        assert_eq!(status.phase.as_deref(), Some("Running"));
+        assert_eq!(status.pod_ip, None);
+    }
+
+    #[test]
+    fn a_controlled_pod_stands_in_for_a_missing_template_with_what_it_keeps() {
+        let yaml = format!("{CONTROLLED}  hostNetwork: true\n");
+        let spec = CachedPod::project(pod(&yaml)).into_parts("default").spec;
+        let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, [keys::PROXY_CONTAINER]);
+        assert_eq!(spec.host_network, Some(true));
+        assert_eq!(spec.init_containers, None);
+    }
+
+    #[test]
+    fn a_service_keeps_metadata_selector_type_and_ports() {
+        let info = service(
+            "
+metadata:
+  name: web
+  namespace: shop
+  creationTimestamp: '2026-11-30T09:14:07Z'
+  labels: {app: web}
+  annotations: {meshreadiness.io/ignore: 'MR201', meshreadiness.io/app-idle-timeout: 60s}
+spec:
+  type: NodePort
+  clusterIP: 10.96.0.10
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80, targetPort: http, nodePort: 30080, appProtocol: kubernetes.io/h2c}
+  - {name: metrics, port: 9090, targetPort: 9091}
+  - {name: '', port: 8443, targetPort: '8444', protocol: TCP, appProtocol: ''}
+  - {name: dns, port: 53, protocol: UDP}
+status: {loadBalancer: {}}
+",
+        );
+        assert_eq!(
+            (info.meta.namespace.as_str(), info.meta.name.as_str()),
+            ("shop", "web")
+        );
+        assert!(info.meta.creation.is_some());
+        assert_eq!(info.meta.labels.get("app").map(String::as_str), Some("web"));
+        let timeout = info.meta.annotations.get(keys::APP_IDLE_TIMEOUT);
+        assert_eq!(timeout.map(String::as_str), Some("60s"));
+        assert!(
+            info.meta
+                .ignored
+                .contains(&"MR201".parse().expect("a code"))
+        );
+        assert_eq!(info.type_, "NodePort");
+        assert_eq!(
+            info.selector,
+            Some(Labels::from([("app".into(), "web".into())]))
+        );
+        let port = |name: Option<&str>, port, target_port, transport: &str, app: Option<&str>| {
+            ServicePortInfo {
+                name: name.map(String::from),
+                port,
+                target_port,
+                transport: transport.into(),
+                app_protocol: app.map(String::from),
+            }
+        };
+        assert_eq!(
+            info.ports,
+            [
+                port(
+                    Some("http"),
+                    80,
+                    TargetPort::Name("http".into()),
+                    "TCP",
+                    Some("kubernetes.io/h2c")
+                ),
+                port(Some("metrics"), 9090, TargetPort::Number(9091), "TCP", None),
+                port(None, 8443, TargetPort::Number(8444), "TCP", None),
+                port(Some("dns"), 53, TargetPort::Number(53), "UDP", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_service_without_a_selector_or_type_reads_as_before() {
+        for selector in ["", "selector: {}"] {
+            let info = service(&format!(
+                "metadata: {{name: ext}}\nspec:\n  {selector}\n  ports: [{{port: 443}}]\n"
+            ));
+            assert_eq!(info.selector, None);
+            assert_eq!(info.type_, "ClusterIP");
+            assert_eq!(info.meta.namespace, "default");
+        }
     }
 }
