@@ -7,7 +7,8 @@
 //! `operator::cache::project_event`), stores it in a kube reflector store, and counts the live
 //! heap bytes the store holds, its map entries and keys included, with a counting global
 //! allocator. Also shown: the k8s-openapi objects as served, and with only managedFields and
-//! last-applied dropped.
+//! last-applied dropped; and the same Pods without their owner, which the caches keep whole
+//! (rare: bare pods, and those of a controller whose template the snapshot does not read).
 //!
 //! `cargo bench --bench heap -- [--objects N]` (default 5,000 of each).
 
@@ -109,6 +110,16 @@ fn main() {
     println!(
         "{count} Pods (JSON {pod_json} B each as served), {count} Services (JSON {svc_json} B each)"
     );
+    // The rare case the caches keep whole: a pod whose controller carries no template the
+    // snapshot reads (or a bare pod).
+    let bare: Vec<Value> = pods
+        .iter()
+        .cloned()
+        .map(|mut pod| {
+            pod["metadata"]["ownerReferences"].take();
+            pod
+        })
+        .collect();
     let rows = [
         (
             "Pod, as served",
@@ -124,6 +135,11 @@ fn main() {
             "3. Pod, as the operator caches it",
             per_object(&pods, cache_pod),
             "<= 1536 B",
+        ),
+        (
+            "bare Pod, as the operator caches it (kept whole)",
+            per_object(&bare, cache_pod),
+            "-",
         ),
         (
             "Service, as served",
