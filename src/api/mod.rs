@@ -12,8 +12,8 @@ pub mod k8s {
     pub use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
     pub use k8s_openapi::api::batch::v1::{CronJob, Job};
     pub use k8s_openapi::api::core::v1::{
-        ConfigMap, Container, ContainerPort, Namespace, Pod, PodSpec, PodTemplateSpec, Probe,
-        Service, ServicePort,
+        ConfigMap, Container, ContainerPort, Namespace, Pod, PodSpec, PodStatus, PodTemplateSpec,
+        Probe, Service, ServicePort,
     };
     pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         Condition, LabelSelector, ObjectMeta, OwnerReference, Time,

@@ -3,6 +3,7 @@
 //! when something changed.
 
 mod backoff;
+pub mod cache;
 mod context;
 mod error;
 mod events;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -223,7 +225,7 @@ pub async fn run(
     let by_name = {
         let router = router.clone();
         // A Namespace's own changes (labels) concern the objects in it and those selecting it.
-        move |ns: Namespace| router.for_namespace(Some(&ns.name_any()))
+        move |ns: PartialObjectMeta<Namespace>| router.for_namespace(Some(&ns.name_any()))
     };
     let controller = controller
         .watches_stream(streams.namespaces, by_name)

@@ -1,13 +1,15 @@
-//! Watch caches: one reflector per kind the checks read, stripped of what they do not need.
+//! Watch caches: one reflector per kind the checks read, holding only what they read
+//! (`cache.rs`).
 //! Reconciles read only these stores, never the API server.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use kube::api::{Api, Resource};
-use kube::runtime::reflector::{self, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Lookup, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 
@@ -18,11 +20,17 @@ use crate::api::k8s::{
     StatefulSet,
 };
 use crate::operator::snapshots::CacheWrites;
-use crate::snapshot::{ClusterObject, ISTIO_SYSTEM_NAMESPACE};
-use k8s_openapi::api::core::v1::{Node, NodeStatus, NodeSystemInfo};
+use crate::snapshot::{CachedPod, CachedService, ClusterObject, ISTIO_SYSTEM_NAMESPACE};
+use k8s_openapi::api::core::v1::Node;
 
-/// A watch's stream of changed objects, which drives the controller.
-pub type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+use super::cache::{
+    cache_pod, cache_service, project_event, strip_config_map, strip_meta, strip_node, touched,
+};
+
+/// A watch's stream of the objects it touched, by name and namespace (all the controller's
+/// mappers read), which drives the controller.
+pub type Changes<K> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send>>;
 
 /// Whether Istio's CRDs are served, as the Istio watches last found. A change either way
 /// (installed, or deleted while running) is announced on a channel that re-checks every
@@ -78,127 +86,17 @@ impl IstioPresence {
     }
 }
 
-/// Drops what no check reads: managedFields (often the largest part of an object) and
-/// kubectl's copy of the last applied manifest. Public, like the other strip functions, for
-/// the heap benchmark (`benches/heap.rs`), which measures what the caches hold.
-pub fn strip_meta<K: Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
-}
-
-/// Kinds whose objects the caches hold, so a pod they control takes its template from them.
-const CACHED_CONTROLLERS: [&str; 4] = ["ReplicaSet", "StatefulSet", "DaemonSet", "Job"];
-
-/// Pods: the checks read the phase, and of a pod whose controller the caches hold (the
-/// workload's template comes from that controller) only its labels and what shows the proxy:
-/// the `istio-proxy` container or native-sidecar init container, and `hostNetwork`. A bare pod
-/// (or one whose controller is of a kind not cached) keeps its spec and annotations, which
-/// stand in for a template. Pods are most of a cluster's objects, so this is most of the
-/// caches' memory.
-pub fn strip_pod(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus};
-    strip_meta(pod);
-    if let Some(status) = pod.status.as_mut() {
-        *status = PodStatus {
-            phase: status.phase.take(),
-            ..Default::default()
-        };
-    }
-    let controlled = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.controller == Some(true) && CACHED_CONTROLLERS.contains(&o.kind.as_str()));
-    if !controlled {
-        return;
-    }
-    pod.metadata.annotations = None;
-    pod.metadata.generate_name = None;
-    if let Some(spec) = pod.spec.as_mut() {
-        let proxy = |c: &Container| Container {
-            name: c.name.clone(),
-            restart_policy: c.restart_policy.clone(),
-            ..Container::default()
-        };
-        let is_proxy = |c: &&Container| c.name == crate::api::keys::PROXY_CONTAINER;
-        let init: Vec<Container> = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .filter(is_proxy)
-            .map(proxy)
-            .collect();
-        *spec = PodSpec {
-            containers: spec.containers.iter().filter(is_proxy).map(proxy).collect(),
-            init_containers: (!init.is_empty()).then_some(init),
-            host_network: spec.host_network,
-            ..PodSpec::default()
-        };
-    }
-}
-
-/// Services: the checks read the selector, the type and the ports (name, number, target
-/// port, protocol, appProtocol); not the cluster IPs, families, affinity or status.
-pub fn strip_service(svc: &mut Service) {
-    use k8s_openapi::api::core::v1::ServiceSpec;
-    strip_meta(svc);
-    svc.status = None;
-    if let Some(spec) = svc.spec.as_mut() {
-        let mut ports = spec.ports.take();
-        for port in ports.iter_mut().flatten() {
-            port.node_port = None;
-        }
-        *spec = ServiceSpec {
-            selector: spec.selector.take(),
-            type_: spec.type_.take(),
-            ports,
-            ..ServiceSpec::default()
-        };
-    }
-}
-
-/// Nodes: only the kubelet version is read (for istiod's native-sidecar default).
-fn strip_node(node: &mut Node) {
-    strip_meta(node);
-    node.metadata.labels = None;
-    node.metadata.annotations = None;
-    node.spec = None;
-    let kubelet_version = node
-        .status
-        .as_ref()
-        .and_then(|s| s.node_info.as_ref())
-        .map(|i| i.kubelet_version.clone())
-        .unwrap_or_default();
-    node.status = Some(NodeStatus {
-        node_info: Some(NodeSystemInfo {
-            kubelet_version,
-            ..NodeSystemInfo::default()
-        }),
-        ..NodeStatus::default()
-    });
-}
-
-/// ConfigMaps in istio-system: only the mesh config and injector values are read.
-fn strip_config_map(cm: &mut ConfigMap) {
-    strip_meta(cm);
-    cm.binary_data = None;
-    if let Some(data) = cm.data.as_mut() {
-        data.retain(|key, _| key == "mesh" || key == "values");
-    }
-}
-
-fn reflect<K>(
+/// Watches `K` and caches each object as `cache` makes it (stripped, or projected to a type of
+/// our own). The stream says which objects were touched, by name and namespace.
+fn reflect<K, C>(
     api: Api<K>,
-    strip: fn(&mut K),
+    cache: fn(K) -> C,
     istio: Option<&IstioPresence>,
     writes: &CacheWrites,
-) -> (Store<K>, Changes<K>)
+) -> (Store<C>, Changes<K>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    C: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     let (reader, writer) = reflector::store();
     let presence = istio.cloned();
@@ -207,7 +105,7 @@ where
         Some(_) => relisting_when_unserved(api).boxed(),
         None => watcher(api, watcher::Config::default().any_semantic()).boxed(),
     };
-    let changes = events
+    let events = events
         .map(move |event| {
             if let Some(presence) = &presence {
                 presence.observe(&event);
@@ -215,8 +113,9 @@ where
             event
         })
         .backoff(super::backoff::WatchBackoff::default())
-        .modify(strip)
-        .reflect(writer)
+        .map_ok(move |event| project_event(event, cache));
+    // `reflector` rather than `.reflect()`, which would want `C` to be a `Resource`.
+    let changes = reflector::reflector(writer, events)
         // Every event, not only the objects passed on: a relist replaces the store at its end.
         .inspect(move |event| {
             if event.is_ok() {
@@ -224,6 +123,7 @@ where
             }
         })
         .touched_objects()
+        .map_ok(|object| touched::<K, C>(&object))
         .filter_map(|change| std::future::ready(retried_here(change)))
         .boxed();
     (reader, changes)
@@ -276,14 +176,14 @@ pub fn retried_here<K: Resource<DynamicType = ()>>(
 #[derive(Clone)]
 pub struct Stores {
     pub namespaces: Store<Namespace>,
-    pub pods: Store<Pod>,
+    pub pods: Store<CachedPod>,
     pub replica_sets: Store<ReplicaSet>,
     pub deployments: Store<Deployment>,
     pub stateful_sets: Store<StatefulSet>,
     pub daemon_sets: Store<DaemonSet>,
     pub jobs: Store<Job>,
     pub cron_jobs: Store<CronJob>,
-    pub services: Store<Service>,
+    pub services: Store<CachedService>,
     pub config_maps: Store<ConfigMap>,
     pub peer_authentications: Store<PeerAuthentication>,
     pub destination_rules: Store<DestinationRule>,
@@ -324,14 +224,14 @@ impl Stores {
         let writes = CacheWrites::default();
         let all = || client.clone();
         let (namespaces, ns) = reflect(Api::all(all()), strip_meta, None, &writes);
-        let (pods, po) = reflect(Api::all(all()), strip_pod, None, &writes);
+        let (pods, po) = reflect(Api::all(all()), cache_pod, None, &writes);
         let (replica_sets, rs) = reflect(Api::all(all()), strip_meta, None, &writes);
         let (deployments, deploy) = reflect(Api::all(all()), strip_meta, None, &writes);
         let (stateful_sets, sts) = reflect(Api::all(all()), strip_meta, None, &writes);
         let (daemon_sets, ds) = reflect(Api::all(all()), strip_meta, None, &writes);
         let (jobs, job) = reflect(Api::all(all()), strip_meta, None, &writes);
         let (cron_jobs, cj) = reflect(Api::all(all()), strip_meta, None, &writes);
-        let (services, svc) = reflect(Api::all(all()), strip_service, None, &writes);
+        let (services, svc) = reflect(Api::all(all()), cache_service, None, &writes);
         let (config_maps, cm) = reflect(
             Api::namespaced(all(), ISTIO_SYSTEM_NAMESPACE),
             strip_config_map,
@@ -387,7 +287,7 @@ impl Stores {
     /// Every cached object, for one snapshot. MeshReadiness objects come from the controller's
     /// own store.
     pub fn objects(&self, mesh_readiness: &Store<MeshReadiness>) -> Vec<ClusterObject> {
-        fn all<K: Clone + kube::Resource>(
+        fn all<K: Lookup + Clone + 'static>(
             store: &Store<K>,
             wrap: fn(K) -> ClusterObject,
         ) -> impl Iterator<Item = ClusterObject>
@@ -397,14 +297,14 @@ impl Stores {
             store.state().into_iter().map(move |o| wrap((*o).clone()))
         }
         all(&self.namespaces, ClusterObject::Namespace)
-            .chain(all(&self.pods, ClusterObject::Pod))
+            .chain(all(&self.pods, ClusterObject::CachedPod))
             .chain(all(&self.replica_sets, ClusterObject::ReplicaSet))
             .chain(all(&self.deployments, ClusterObject::Deployment))
             .chain(all(&self.stateful_sets, ClusterObject::StatefulSet))
             .chain(all(&self.daemon_sets, ClusterObject::DaemonSet))
             .chain(all(&self.jobs, ClusterObject::Job))
             .chain(all(&self.cron_jobs, ClusterObject::CronJob))
-            .chain(all(&self.services, ClusterObject::Service))
+            .chain(all(&self.services, ClusterObject::CachedService))
             .chain(all(&self.config_maps, ClusterObject::ConfigMap))
             .chain(all(
                 &self.peer_authentications,

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::k8s::{ObjectMeta, OwnerReference, Pod, PodTemplateSpec};
+use crate::api::k8s::{ObjectMeta, OwnerReference, PodTemplateSpec, Time};
 use crate::api::keys;
 use crate::checks::Code;
 use crate::istio::mesh::{InjectorValues, MeshConfig};
+use crate::snapshot::cached::{CachedPod, CachedService, PodParts};
 use crate::snapshot::model::*;
 use crate::snapshot::object::ClusterObject;
 
@@ -51,21 +52,37 @@ pub enum BuildError {
 
 type WorkloadKey = (String, String, String); // namespace, kind, name
 
-fn meta_of(meta: &ObjectMeta, default_namespace: &str) -> Meta {
-    let annotations: Labels = meta.annotations.clone().unwrap_or_default();
+pub(super) fn meta_of(meta: &ObjectMeta, default_namespace: &str) -> Meta {
+    meta_from(
+        meta.namespace.clone(),
+        meta.name.clone().unwrap_or_default(),
+        meta.creation_timestamp.clone(),
+        meta.labels.clone().unwrap_or_default(),
+        meta.annotations.clone().unwrap_or_default(),
+        default_namespace,
+    )
+}
+
+/// The metadata of an object in `namespace`, or in the default one when it names none.
+pub(super) fn meta_from(
+    namespace: Option<String>,
+    name: String,
+    creation: Option<Time>,
+    labels: Labels,
+    annotations: Labels,
+    default_namespace: &str,
+) -> Meta {
     let ignored = annotations
         .get(keys::IGNORE)
         .map(|codes| parse_ignored(codes))
         .unwrap_or_default();
     Meta {
-        namespace: meta
-            .namespace
-            .clone()
+        namespace: namespace
             .filter(|ns| !ns.is_empty())
             .unwrap_or_else(|| default_namespace.to_string()),
-        name: meta.name.clone().unwrap_or_default(),
-        creation: meta.creation_timestamp.clone(),
-        labels: meta.labels.clone().unwrap_or_default(),
+        name,
+        creation,
+        labels,
         annotations,
         ignored,
     }
@@ -80,7 +97,7 @@ fn parse_ignored(codes: &str) -> BTreeSet<Code> {
         .collect()
 }
 
-fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+pub(super) fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
     let owners = meta.owner_references.as_deref()?;
     owners
         .iter()
@@ -97,27 +114,6 @@ fn template_of(template: &PodTemplateSpec) -> PodTemplate {
     }
 }
 
-fn pod_state(pod: &Pod, name: String) -> PodState {
-    let spec = pod.spec.clone().unwrap_or_default();
-    let proxy_container = spec
-        .containers
-        .iter()
-        .any(|c| c.name == keys::PROXY_CONTAINER);
-    let native_sidecar =
-        spec.init_containers.iter().flatten().any(|c| {
-            c.name == keys::PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always")
-        });
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    PodState {
-        name,
-        labels: pod.metadata.labels.clone().unwrap_or_default(),
-        live: !matches!(phase, Some("Succeeded" | "Failed")),
-        has_proxy: proxy_container || native_sidecar,
-        native_sidecar,
-        host_network: spec.host_network == Some(true),
-    }
-}
-
 struct Builder<'a> {
     options: &'a BuildOptions,
     snapshot: Snapshot,
@@ -125,7 +121,7 @@ struct Builder<'a> {
     workloads: BTreeMap<WorkloadKey, Workload>,
     /// ReplicaSet or Job -> the Deployment or CronJob that owns it.
     owner_of: BTreeMap<WorkloadKey, WorkloadKey>,
-    pods: Vec<(Meta, Pod)>,
+    pods: Vec<CachedPod>,
     config_maps: Vec<(Meta, BTreeMap<String, String>)>,
 }
 
@@ -168,7 +164,8 @@ impl Builder<'_> {
                 meta.namespace = meta.name.clone();
                 self.declared_namespaces.insert(meta.name.clone(), meta);
             }
-            ClusterObject::Pod(pod) => self.pods.push((meta_of(&pod.metadata, &ns), pod)),
+            ClusterObject::Pod(pod) => self.pods.push(CachedPod::whole(pod)),
+            ClusterObject::CachedPod(pod) => self.pods.push(pod),
             ClusterObject::ReplicaSet(rs) => {
                 let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
                 if !self.owned("ReplicaSet", &rs.metadata, &["Deployment"]) {
@@ -199,7 +196,8 @@ impl Builder<'_> {
                 let template = cron.spec.job_template.spec.as_ref().map(|s| &s.template);
                 self.workload("CronJob", &cron.metadata, template)
             }
-            ClusterObject::Service(svc) => self.service(&svc),
+            ClusterObject::Service(svc) => self.service(svc.into()),
+            ClusterObject::CachedService(svc) => self.service(svc),
             ClusterObject::ConfigMap(cm) => {
                 let meta = meta_of(&cm.metadata, &ns);
                 self.config_maps.push((meta, cm.data.unwrap_or_default()));
@@ -257,45 +255,19 @@ impl Builder<'_> {
         }
     }
 
-    fn service(&mut self, svc: &crate::api::k8s::Service) {
-        use crate::api::k8s::IntOrString;
-        let meta = meta_of(&svc.metadata, &self.options.default_namespace);
-        let spec = svc.spec.clone().unwrap_or_default();
-        let ports = spec
-            .ports
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| ServicePortInfo {
-                target_port: match p.target_port {
-                    Some(IntOrString::Int(n)) => TargetPort::Number(n),
-                    Some(IntOrString::String(s)) => match s.parse() {
-                        Ok(n) => TargetPort::Number(n),
-                        Err(_) => TargetPort::Name(s),
-                    },
-                    None => TargetPort::Number(p.port),
-                },
-                name: p.name.filter(|n| !n.is_empty()),
-                port: p.port,
-                transport: p.protocol.unwrap_or_else(|| "TCP".to_string()),
-                app_protocol: p.app_protocol.filter(|a| !a.is_empty()),
-            })
-            .collect();
-        self.snapshot.services.push(ServiceInfo {
-            meta,
-            selector: spec.selector.filter(|s| !s.is_empty()),
-            type_: spec.type_.unwrap_or_else(|| "ClusterIP".to_string()),
-            ports,
-        });
+    fn service(&mut self, svc: CachedService) {
+        let info = svc.into_info(&self.options.default_namespace);
+        self.snapshot.services.push(info);
     }
 
     /// The workload a pod reports under: follows ReplicaSet -> Deployment and Job -> CronJob.
-    fn pod_workload_key(&self, meta: &Meta, pod: &Pod) -> Option<WorkloadKey> {
-        let owner = controller_of(&pod.metadata)?;
-        let mut key = (
-            meta.namespace.clone(),
-            owner.kind.clone(),
-            owner.name.clone(),
-        );
+    fn pod_workload_key(
+        &self,
+        namespace: &str,
+        owner: Option<(String, String)>,
+    ) -> Option<WorkloadKey> {
+        let (kind, name) = owner?;
+        let mut key = (namespace.to_string(), kind, name);
         while let Some(parent) = self.owner_of.get(&key) {
             key = parent.clone();
         }
@@ -303,10 +275,15 @@ impl Builder<'_> {
     }
 
     fn attach_pods(&mut self) {
-        for (meta, pod) in std::mem::take(&mut self.pods) {
-            let state = pod_state(&pod, meta.name.clone());
+        for pod in std::mem::take(&mut self.pods) {
+            let PodParts {
+                meta,
+                owner,
+                state,
+                spec,
+            } = pod.into_parts(&self.options.default_namespace);
             let key = self
-                .pod_workload_key(&meta, &pod)
+                .pod_workload_key(&meta.namespace, owner)
                 .unwrap_or_else(|| (meta.namespace.clone(), "Pod".to_string(), meta.name.clone()));
             let workload = self
                 .workloads
@@ -330,7 +307,7 @@ impl Builder<'_> {
                 workload.template = PodTemplate {
                     labels: meta.labels.clone(),
                     annotations: meta.annotations.clone(),
-                    spec: pod.spec.clone().unwrap_or_default(),
+                    spec,
                 };
                 workload.has_template = true;
             }

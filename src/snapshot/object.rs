@@ -9,6 +9,7 @@ use crate::api::k8s::{
     ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, Pod, ReplicaSet, Service,
     StatefulSet,
 };
+use crate::snapshot::cached::{CachedPod, CachedService};
 
 /// A cluster object the snapshot is built from.
 // Unboxed on purpose: each object is moved once, from a decoder or a watch cache into the
@@ -18,6 +19,8 @@ use crate::api::k8s::{
 pub enum ClusterObject {
     Namespace(Namespace),
     Pod(Pod),
+    /// A Pod as the operator's cache holds it.
+    CachedPod(CachedPod),
     ReplicaSet(ReplicaSet),
     Deployment(Deployment),
     StatefulSet(StatefulSet),
@@ -25,6 +28,8 @@ pub enum ClusterObject {
     Job(Job),
     CronJob(CronJob),
     Service(Service),
+    /// A Service as the operator's cache holds it.
+    CachedService(CachedService),
     ConfigMap(ConfigMap),
     PeerAuthentication(PeerAuthentication),
     DestinationRule(DestinationRule),
