@@ -13,7 +13,7 @@ use crate::cli::report::Report;
 use crate::cli::{emit, load, plan, render, scope};
 use crate::istio::mesh::MeshConfig;
 use crate::snapshot::scope::selector_problem;
-use crate::snapshot::{BuildError, BuildOptions, ObjectRef, Snapshot};
+use crate::snapshot::{BuildError, BuildOptions, ObjectRef, Snapshot, SnapshotBuilder};
 
 /// How a run ended, when it could run at all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,6 @@ pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Re
     if args.plan {
         plan::check_format(args.output)?;
     }
-    let mut loaded = load::load(&args.files, &args.namespace, stdin)?;
     let options = BuildOptions {
         default_namespace: args.namespace.clone(),
         assume_injected: args.assume_injected,
@@ -48,16 +47,27 @@ pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Re
             .map(read_mesh_config)
             .transpose()?,
     };
-    let objects = std::mem::take(&mut loaded.objects);
-    if objects.is_empty() {
+    // Each object goes into the snapshot as it is decoded: holding every decoded object first
+    // would hold every pod's spec, most of a large cluster's manifests.
+    let loaded = load::load_into(
+        &args.files,
+        &args.namespace,
+        stdin,
+        SnapshotBuilder::new(options),
+    )?;
+    if loaded.objects.is_empty() {
         warn!("the input holds no object of a kind meshready reads");
     }
-    let snapshot = Snapshot::build(objects, &options).map_err(|source| {
+    let load::Loaded {
+        objects: builder,
+        origins,
+    } = loaded;
+    let snapshot = builder.finish().map_err(|source| {
         let BuildError::Config {
             namespace, name, ..
         } = &source;
         let config_map = ObjectRef::new("ConfigMap", namespace.as_str(), name.as_str());
-        let at = match loaded.origin(&config_map) {
+        let at = match origins.get(&config_map) {
             Some(origin) => Position {
                 file: origin.file.clone(),
                 line: Some(origin.line),
@@ -78,9 +88,7 @@ pub fn analyze(args: &AnalyzeArgs, stdin: impl Read, out: &mut impl Write) -> Re
             Timestamp::now(),
         )
     });
-    let mut report = Report::new(findings, namespaces, |object| {
-        loaded.origin(object).cloned()
-    });
+    let mut report = Report::new(findings, namespaces, |object| origins.get(object).cloned());
     let text = match (planned, args.output) {
         (Some(planned), OutputFormat::Json) => {
             report.remediations = Some(planned);

@@ -26,14 +26,15 @@ pub struct Origin {
     pub line: u64,
 }
 
-/// The objects read, in input order, and where each came from.
+/// The objects read, in input order (into a list, or straight into a snapshot builder), and
+/// where each came from.
 #[derive(Debug, Default)]
-pub struct Loaded {
-    pub objects: Vec<ClusterObject>,
+pub struct Loaded<Objects = Vec<ClusterObject>> {
+    pub objects: Objects,
     pub origins: BTreeMap<ObjectRef, Origin>,
 }
 
-impl Loaded {
+impl<Objects> Loaded<Objects> {
     pub fn origin(&self, object: &ObjectRef) -> Option<&Origin> {
         self.origins.get(object)
     }
@@ -49,7 +50,21 @@ enum Input {
 /// Reads every path: `-` is `stdin`, a directory is walked for *.yaml, *.yml and *.json files
 /// (sorted, hidden entries skipped), anything else is read as a file.
 pub fn load(paths: &[PathBuf], default_namespace: &str, stdin: impl Read) -> Result<Loaded> {
-    let mut loaded = Loaded::default();
+    load_into(paths, default_namespace, stdin, Vec::new())
+}
+
+/// [`load`], each object passed to `objects` as soon as it is decoded, while only its file's
+/// documents are held.
+pub fn load_into<Objects: Extend<ClusterObject>>(
+    paths: &[PathBuf],
+    default_namespace: &str,
+    stdin: impl Read,
+    objects: Objects,
+) -> Result<Loaded<Objects>> {
+    let mut loaded = Loaded {
+        objects,
+        origins: BTreeMap::new(),
+    };
     let mut stdin = Some(stdin);
     for input in inputs(paths)? {
         let (name, text) = match input {
@@ -151,7 +166,12 @@ pub(crate) fn read_capped(reader: impl Read, name: &str) -> Result<String> {
     })
 }
 
-fn read_documents(file: &str, text: &str, default_ns: &str, loaded: &mut Loaded) -> Result<()> {
+fn read_documents(
+    file: &str,
+    text: &str,
+    default_ns: &str,
+    loaded: &mut Loaded<impl Extend<ClusterObject>>,
+) -> Result<()> {
     let documents = yaml::parse_documents(text).map_err(|e| Error::Syntax {
         at: Position {
             file: file.to_string(),
@@ -173,7 +193,7 @@ fn read_object(
     located: &Located,
     value: Value,
     default_ns: &str,
-    loaded: &mut Loaded,
+    loaded: &mut Loaded<impl Extend<ClusterObject>>,
 ) -> Result<()> {
     let at = |line| Position {
         file: file.to_string(),
@@ -227,7 +247,7 @@ fn read_object(
             loaded.origins.insert(identity, origin);
         }
     }
-    loaded.objects.push(object);
+    loaded.objects.extend([object]);
     Ok(())
 }
 
@@ -238,7 +258,7 @@ fn read_list(
     value: &Value,
     item_kind: Option<&str>,
     default_ns: &str,
-    loaded: &mut Loaded,
+    loaded: &mut Loaded<impl Extend<ClusterObject>>,
 ) -> Result<()> {
     let items = match list.get("items") {
         None => return Ok(()),

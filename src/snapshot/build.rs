@@ -114,18 +114,80 @@ fn template_of(template: &PodTemplateSpec) -> PodTemplate {
     }
 }
 
-struct Builder<'a> {
-    options: &'a BuildOptions,
+/// Builds a [`Snapshot`] from objects added one at a time, so a reader of many files need not
+/// hold every decoded object at once: what the checks do not read is dropped as each arrives.
+pub struct SnapshotBuilder {
+    options: BuildOptions,
     snapshot: Snapshot,
     declared_namespaces: BTreeMap<String, Meta>,
     workloads: BTreeMap<WorkloadKey, Workload>,
     /// ReplicaSet or Job -> the Deployment or CronJob that owns it.
     owner_of: BTreeMap<WorkloadKey, WorkloadKey>,
     pods: Vec<CachedPod>,
+    /// The controllers (namespace, kind, name) a pod was added for. Only the first pod of a
+    /// controller can stand in for its template (`attach_pods`), so later ones keep no spec.
+    pods_seen_for: BTreeSet<WorkloadKey>,
     config_maps: Vec<(Meta, BTreeMap<String, String>)>,
+    objects: usize,
 }
 
-impl Builder<'_> {
+impl Extend<ClusterObject> for SnapshotBuilder {
+    fn extend<I: IntoIterator<Item = ClusterObject>>(&mut self, objects: I) {
+        for object in objects {
+            self.add(object);
+        }
+    }
+}
+
+impl SnapshotBuilder {
+    pub fn new(options: BuildOptions) -> Self {
+        Self::seeded(options, Snapshot::default())
+    }
+
+    fn seeded(options: BuildOptions, seed: Snapshot) -> Self {
+        SnapshotBuilder {
+            options,
+            snapshot: seed,
+            declared_namespaces: BTreeMap::new(),
+            workloads: BTreeMap::new(),
+            owner_of: BTreeMap::new(),
+            pods: Vec::new(),
+            pods_seen_for: BTreeSet::new(),
+            config_maps: Vec::new(),
+            objects: 0,
+        }
+    }
+
+    /// How many objects were added.
+    pub fn len(&self) -> usize {
+        self.objects
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects == 0
+    }
+
+    /// A decoded pod: whole while it may have to stand in for its controller's template (the
+    /// controller may be missing from the files), projected once an earlier pod of the same
+    /// controller holds that place.
+    fn decoded_pod(&mut self, pod: crate::api::k8s::Pod) -> CachedPod {
+        let Some(owner) = controller_of(&pod.metadata) else {
+            return CachedPod::whole(pod);
+        };
+        let meta = &pod.metadata;
+        let namespace = meta
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| self.options.default_namespace.clone());
+        let key = (namespace, owner.kind.clone(), owner.name.clone());
+        if self.pods_seen_for.insert(key) {
+            CachedPod::whole(pod)
+        } else {
+            CachedPod::project(pod)
+        }
+    }
+
     fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<&PodTemplateSpec>) {
         let meta = meta_of(meta, &self.options.default_namespace);
         let key = (meta.namespace.clone(), kind.to_string(), meta.name.clone());
@@ -156,7 +218,8 @@ impl Builder<'_> {
         true
     }
 
-    fn add(&mut self, object: ClusterObject) {
+    pub fn add(&mut self, object: ClusterObject) {
+        self.objects += 1;
         let ns = self.options.default_namespace.clone();
         match object {
             ClusterObject::Namespace(n) => {
@@ -164,7 +227,10 @@ impl Builder<'_> {
                 meta.namespace = meta.name.clone();
                 self.declared_namespaces.insert(meta.name.clone(), meta);
             }
-            ClusterObject::Pod(pod) => self.pods.push(CachedPod::whole(pod)),
+            ClusterObject::Pod(pod) => {
+                let pod = self.decoded_pod(pod);
+                self.pods.push(pod);
+            }
             ClusterObject::CachedPod(pod) => self.pods.push(pod),
             ClusterObject::ReplicaSet(rs) => {
                 let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
@@ -443,18 +509,16 @@ impl Snapshot {
         options: &BuildOptions,
         seed: Snapshot,
     ) -> Result<Snapshot, BuildError> {
-        let mut builder = Builder {
-            options,
-            snapshot: seed,
-            declared_namespaces: BTreeMap::new(),
-            workloads: BTreeMap::new(),
-            owner_of: BTreeMap::new(),
-            pods: Vec::new(),
-            config_maps: Vec::new(),
-        };
-        for object in objects {
-            builder.add(object);
-        }
+        let mut builder = SnapshotBuilder::seeded(options.clone(), seed);
+        builder.extend(objects);
+        builder.finish()
+    }
+}
+
+impl SnapshotBuilder {
+    /// The snapshot of every object added. It does not depend on the order they came in.
+    pub fn finish(self) -> Result<Snapshot, BuildError> {
+        let mut builder = self;
         // Owners first, so a Job seen before its CronJob still reports under the CronJob.
         let owned: Vec<WorkloadKey> = builder.owner_of.keys().cloned().collect();
         for key in owned {
@@ -465,7 +529,8 @@ impl Snapshot {
         builder.namespaces();
         let mut snapshot = builder.snapshot;
         snapshot.workloads = builder.workloads.into_values().collect();
-        snapshot.native_sidecars = options
+        snapshot.native_sidecars = builder
+            .options
             .native_sidecars
             .or_else(|| snapshot.injector.native_sidecars())
             .unwrap_or(false);
@@ -487,5 +552,73 @@ impl Snapshot {
             .mesh_readiness
             .sort_by(|a, b| by_name(&a.meta, &b.meta));
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::k8s::Pod;
+
+    fn pod(name: &str, owner: &str, image: &str) -> Pod {
+        serde_saphyr::from_str(&format!(
+            "{{metadata: {{name: {name}, namespace: shop, labels: {{app: web}},
+               ownerReferences: [{{apiVersion: apps/v1, kind: ReplicaSet, name: {owner}, uid: u, controller: true}}]}},
+             spec: {{containers: [{{name: app, image: {image}}}, {{name: istio-proxy}}]}},
+             status: {{phase: Running}}}}"
+        ))
+        .expect("test pod decodes")
+    }
+
+    /// Decoded pods of one controller keep no spec after the first, which alone can stand in
+    /// for the template: the snapshot is the one built from every pod whole, whether or not
+    /// the controller is among the objects and in whatever order the pods come.
+    #[test]
+    fn only_the_first_pod_of_a_controller_keeps_its_spec() {
+        let replica_set: crate::api::k8s::ReplicaSet = serde_saphyr::from_str(
+            "{metadata: {name: web-1, namespace: shop},
+             spec: {selector: {}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: app, image: rs}]}}}}",
+        )
+        .expect("test replica set decodes");
+        let pods = [
+            pod("web-1-a", "web-1", "first"),
+            pod("web-1-b", "web-1", "second"),
+            pod("web-2-a", "web-2", "other"),
+            pod("web-1-c", "web-1", "third"),
+        ];
+        let options = BuildOptions::default();
+        for with_controller in [false, true] {
+            let controller =
+                with_controller.then(|| ClusterObject::ReplicaSet(replica_set.clone()));
+            let decoded = pods.iter().cloned().map(ClusterObject::Pod);
+            let whole = pods
+                .iter()
+                .cloned()
+                .map(|p| ClusterObject::CachedPod(CachedPod::whole(p)));
+            let streamed: Vec<ClusterObject> =
+                controller.clone().into_iter().chain(decoded).collect();
+            let expected: Vec<ClusterObject> = controller.into_iter().chain(whole).collect();
+            let built = Snapshot::build(streamed.clone(), &options).expect("builds");
+            assert_eq!(built, Snapshot::build(expected, &options).expect("builds"));
+            let reversed = Snapshot::build(streamed.into_iter().rev(), &options).expect("builds");
+            let images: Vec<_> = [&built, &reversed]
+                .iter()
+                .map(|s| {
+                    let web_1 = s
+                        .workloads
+                        .iter()
+                        .find(|w| w.meta.name == "web-1")
+                        .expect("web-1");
+                    assert_eq!(web_1.pods.len(), 3);
+                    web_1.template.spec.containers[0].image.clone()
+                })
+                .collect();
+            let (first, last) = if with_controller {
+                ("rs", "rs")
+            } else {
+                ("first", "third")
+            };
+            assert_eq!(images, [Some(first.into()), Some(last.into())]);
+        }
     }
 }

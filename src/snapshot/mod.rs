@@ -6,7 +6,7 @@ mod model;
 mod object;
 pub mod scope;
 
-pub use build::{BuildError, BuildOptions, ISTIO_SYSTEM_NAMESPACE};
+pub use build::{BuildError, BuildOptions, ISTIO_SYSTEM_NAMESPACE, SnapshotBuilder};
 pub use cached::{CachedPod, CachedService};
 pub use model::*;
 pub use object::{ClusterObject, DecodeError};
