@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
-use super::context::{Index, plaintext_count, port_use_order};
+use super::index::{self, Index, plaintext_count, port_use_order, resolved_vs_hosts};
 use super::{CheckRequest, Finding, is_mesh_bound, run_indexed};
 use crate::istio::hosts;
 use crate::istio::mtls;
@@ -75,10 +75,11 @@ fn cross_facts(snapshot: &Snapshot, index: &Index, namespace: &str) -> CrossFact
     let ports = index
         .services
         .get(namespace)
+        .cloned()
         .into_iter()
         .flatten()
         .flat_map(|i| {
-            let svc = &services[*i];
+            let svc = &services[i];
             svc.ports.iter().filter_map(|p| {
                 let protocol = super::protocols::declared(p).protocol()?;
                 (!p.transport.eq_ignore_ascii_case("UDP"))
@@ -110,8 +111,14 @@ fn referenced_across(snapshot: &Snapshot, index: &Index, namespace: &str) -> boo
     let vss = &snapshot.virtual_services;
     let dr_outside = |list: &Vec<usize>| list.iter().any(|i| drs[*i].meta.namespace != namespace);
     let vs_outside = |list: &Vec<usize>| list.iter().any(|i| vss[*i].meta.namespace != namespace);
-    let wildcard = dr_outside(&index.wildcard_destination_rules)
-        || vs_outside(&index.wildcard_virtual_services);
+    let wildcard = index
+        .wildcard_destination_rules
+        .iter()
+        .any(|(i, _)| drs[*i].meta.namespace != namespace)
+        || index
+            .wildcard_virtual_services
+            .iter()
+            .any(|(i, _)| vss[*i].meta.namespace != namespace);
     let own_hosts_named = index
         .destination_rules_by_host
         .iter()
@@ -123,9 +130,7 @@ fn referenced_across(snapshot: &Snapshot, index: &Index, namespace: &str) -> boo
             .filter(|(host, _)| host.ends_with(&suffix))
             .any(|(_, list)| vs_outside(list));
     let elsewhere = |host: &String| !hosts::resolve(host, namespace).ends_with(&suffix);
-    let in_namespace = |map: &HashMap<String, Vec<usize>>| -> Vec<usize> {
-        map.get(namespace).cloned().unwrap_or_default()
-    };
+    let in_namespace = |ranges: &index::Ranges| ranges.get(namespace).cloned().unwrap_or_default();
     let names_elsewhere = in_namespace(&index.destination_rules)
         .into_iter()
         .any(|i| elsewhere(&drs[i].spec.host))
@@ -161,18 +166,6 @@ fn insert_position(map: &mut HashMap<String, Vec<usize>>, key: String, position:
     if let Err(at) = list.binary_search(&position) {
         list.insert(at, position);
     }
-}
-
-fn resolved_vs_hosts(vs: &crate::snapshot::VirtualServiceInfo) -> Vec<String> {
-    let mut hosts: Vec<String> = vs
-        .spec
-        .hosts
-        .iter()
-        .map(|h| hosts::resolve(h, &vs.meta.namespace))
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
 }
 
 impl Incremental {
@@ -321,10 +314,12 @@ impl Incremental {
         let s = &self.snapshot;
         let index = &mut self.index;
         for i in workloads.clone() {
-            index.meshed[i] = super::context::workload_meshed(s, &s.workloads[i]);
+            index.meshed[i] = index::workload_meshed(s, &s.workloads[i]);
         }
+        // Selection stays within the namespace.
+        index.select_in(s, services.clone(), workloads.clone());
         // Plaintext callers: the namespace's entry anew.
-        let fresh = super::context::plaintext_callers_in(s, &index.meshed, workloads);
+        let fresh = index::plaintext_callers_in(s, &index.meshed, workloads.clone());
         match fresh {
             Some(list) => {
                 index.plaintext.insert(namespace.to_string(), list);
@@ -349,7 +344,7 @@ impl Incremental {
                 uses.retain(|(i, _)| !services.contains(i));
             }
         }
-        let new_uses = super::context::declared_ports_of(s, services.clone());
+        let new_uses = index::declared_ports_of(s, services.clone());
         for (number, used) in new_uses {
             let uses = index.ports.entry(number).or_default();
             for u in used {
@@ -375,26 +370,28 @@ impl Incremental {
         remove_positions(&mut index.destination_rules_by_host, old_dr_hosts, &drs);
         index
             .wildcard_destination_rules
-            .retain(|i| !drs.contains(i));
+            .retain(|(i, _)| !drs.contains(i));
         for i in drs {
             let dr = &s.destination_rules[i];
             let host = hosts::resolve(&dr.spec.host, namespace);
-            if host.starts_with('*') {
-                index.wildcard_destination_rules.push(i);
+            if index::is_wildcard(&host) {
+                index.wildcard_destination_rules.push((i, host.clone()));
             }
             insert_position(&mut index.destination_rules_by_host, host, i);
         }
         index.wildcard_destination_rules.sort_unstable();
         remove_positions(&mut index.virtual_services_by_host, old_vs_hosts, &vss);
-        index.wildcard_virtual_services.retain(|i| !vss.contains(i));
+        index
+            .wildcard_virtual_services
+            .retain(|(i, _)| !vss.contains(i));
         for i in vss {
             let vs = &s.virtual_services[i];
             if !is_mesh_bound(vs) {
                 continue;
             }
             let hosts = resolved_vs_hosts(vs);
-            if hosts.iter().any(|h| h.starts_with('*')) {
-                index.wildcard_virtual_services.push(i);
+            if hosts.iter().any(|h| index::is_wildcard(h)) {
+                index.wildcard_virtual_services.push((i, hosts.clone()));
             }
             for host in hosts {
                 insert_position(&mut index.virtual_services_by_host, host, i);
@@ -496,18 +493,25 @@ mod tests {
     fn sorted(index: &Index) -> Vec<String> {
         let mut parts = vec![
             format!("{:?}", index.meshed),
+            format!("{:?}", index.selected),
+            format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),
             format!("{:?}", index.ports),
             format!("{:?}", index.wildcard_destination_rules),
             format!("{:?}", index.wildcard_virtual_services),
         ];
-        for map in [
+        for ranges in [
             &index.workloads,
             &index.services,
-            &index.services_by_host,
-            &index.peer_authentications,
             &index.destination_rules,
             &index.virtual_services,
+        ] {
+            let ordered: std::collections::BTreeMap<_, _> = ranges.iter().collect();
+            parts.push(format!("{ordered:?}"));
+        }
+        for map in [
+            &index.services_by_host,
+            &index.peer_authentications,
             &index.destination_rules_by_host,
             &index.virtual_services_by_host,
         ] {

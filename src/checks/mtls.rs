@@ -3,7 +3,8 @@
 use crate::checks::listed;
 use std::collections::BTreeSet;
 
-use super::context::{plaintext_count, pods_phrase};
+use super::context::pods_phrase;
+use super::index::plaintext_count;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::{ClientTls, MtlsMode, TrafficPolicy};
 use crate::istio::mtls::{Scope, has_selector, selects};
