@@ -320,6 +320,15 @@ impl Incremental {
         index.select_in(s, services.clone(), workloads.clone());
         // Plaintext callers: the namespace's entry anew.
         let fresh = index::plaintext_callers_in(s, &index.meshed, workloads.clone());
+        let outside = &mut index.plaintext_outside;
+        outside.retain(|i| !workloads.contains(i));
+        if let Some(list) = fresh
+            .as_ref()
+            .filter(|_| index::calls_from_outside(s, namespace))
+        {
+            let at = outside.partition_point(|i| *i < workloads.start);
+            outside.splice(at..at, list.iter().copied());
+        }
         match fresh {
             Some(list) => {
                 index.plaintext.insert(namespace.to_string(), list);
@@ -496,6 +505,7 @@ mod tests {
             format!("{:?}", index.selected),
             format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),
+            format!("{:?}", index.plaintext_outside),
             format!("{:?}", index.ports),
             format!("{:?}", index.wildcard_destination_rules),
             format!("{:?}", index.wildcard_virtual_services),

@@ -54,6 +54,9 @@ pub struct Index {
     /// Workloads outside the mesh that stand for plaintext pods (MR301's callers), by namespace,
     /// system namespaces left out.
     pub(crate) plaintext: BTreeMap<String, Vec<usize>>,
+    /// The callers of `plaintext` in namespaces that are not injected (nor ambient): those a
+    /// STRICT workload elsewhere hears from. In position order, which is namespace order.
+    pub(crate) plaintext_outside: Vec<usize>,
     /// Declared protocols of non-UDP Service ports outside system namespaces, by port number
     /// (MR204): (service position, protocol).
     pub(crate) ports: BTreeMap<i32, Vec<(usize, Protocol)>>,
@@ -98,8 +101,14 @@ impl Index {
             .collect();
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
+        let plaintext = plaintext_callers(snapshot, &meshed, &workloads);
         let mut index = Index {
-            plaintext: plaintext_callers(snapshot, &meshed, &workloads),
+            plaintext_outside: plaintext
+                .iter()
+                .filter(|(ns, _)| calls_from_outside(snapshot, ns))
+                .flat_map(|(_, list)| list.iter().copied())
+                .collect(),
+            plaintext,
             meshed,
             selected: vec![Vec::new(); snapshot.services.len()],
             selecting: vec![Vec::new(); snapshot.workloads.len()],
@@ -116,6 +125,11 @@ impl Index {
         }
         index.workloads = workloads;
         index.services = services;
+        // Sized up front: growing these maps rehashed every host several times over.
+        index.services_by_host = Positions::with_capacity(snapshot.services.len());
+        index.destination_rules_by_host =
+            Positions::with_capacity(snapshot.destination_rules.len());
+        index.virtual_services_by_host = Positions::with_capacity(snapshot.virtual_services.len());
         for (i, svc) in snapshot.services.iter().enumerate() {
             push(&mut index.services_by_host, svc.fqdn(), i);
         }
@@ -142,37 +156,73 @@ impl Index {
     }
 
     /// Fills `selected` and `selecting` for the Services and workloads at these positions, all
-    /// of one namespace (a Service selects only in its own). Each workload's pods mostly share
-    /// one set of labels, so each distinct set is matched once, not once per pod.
+    /// of one namespace (a Service selects only in its own).
+    ///
+    /// A selector reads only its own keys, so every label set (the template's and each pod's)
+    /// is first cut down to the keys some Service of the namespace selects on, and each
+    /// distinct cut is matched once: a workload's pods mostly agree on those keys, so a
+    /// workload costs about one match per Service instead of one per pod.
     pub(crate) fn select_in(
         &mut self,
         snapshot: &Snapshot,
         services: Range<usize>,
         workloads: Range<usize>,
     ) {
-        for s in services.clone() {
+        let selector_of = |s: usize| snapshot.services[s].selector.as_ref();
+        let mut keys: Vec<&str> = services
+            .clone()
+            .filter_map(selector_of)
+            .flat_map(|selector| selector.keys().map(String::as_str))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        // Each selector as (position in `keys`, value) pairs.
+        let selectors: Vec<(usize, Vec<(usize, &str)>)> = services
+            .clone()
+            .filter_map(|s| {
+                let pairs = selector_of(s)?
+                    .iter()
+                    .map(|(k, v)| Some((keys.binary_search(&k.as_str()).ok()?, v.as_str())))
+                    .collect::<Option<Vec<_>>>()?;
+                Some((s, pairs))
+            })
+            .collect();
+        for s in services {
             self.selected[s].clear();
         }
-        let mut label_sets: Vec<&Labels> = Vec::new();
+        let stride = keys.len();
+        fn cut<'s>(keys: &[&str], labels: &'s Labels, into: &mut Vec<Option<&'s str>>) {
+            into.extend(keys.iter().map(|k| labels.get(*k).map(String::as_str)));
+        }
+        // The distinct cuts of one workload, `stride` entries each.
+        let mut cuts: Vec<Option<&str>> = Vec::new();
         for w in workloads {
             let workload = &snapshot.workloads[w];
-            label_sets.clear();
-            label_sets.push(&workload.template.labels);
+            cuts.clear();
+            cut(&keys, &workload.template.labels, &mut cuts);
+            let mut count = 1;
             for pod in &workload.pods {
-                // Only the last few: enough for a rollout's two ReplicaSets, and never
-                // quadratic when every pod is labelled differently (StatefulSets).
-                if !label_sets.iter().rev().take(4).any(|l| **l == pod.labels) {
-                    label_sets.push(&pod.labels);
+                cut(&keys, &pod.labels, &mut cuts);
+                let (kept, new) = cuts.split_at(count * stride);
+                // Compared with the last few only: enough for a rollout's two ReplicaSets,
+                // and never quadratic when every pod differs (a StatefulSet's pod names).
+                let seen = (count.saturating_sub(4)..count)
+                    .any(|c| &kept[c * stride..(c + 1) * stride] == new);
+                if seen {
+                    cuts.truncate(count * stride);
+                } else {
+                    count += 1;
                 }
             }
             let mut selecting = Vec::new();
-            for s in services.clone() {
-                let Some(selector) = &snapshot.services[s].selector else {
-                    continue;
-                };
-                if label_sets.iter().any(|l| selector_matches(selector, l)) {
-                    self.selected[s].push(w);
-                    selecting.push(s);
+            for (s, pairs) in &selectors {
+                let matches = (0..count).any(|c| {
+                    let labels = &cuts[c * stride..(c + 1) * stride];
+                    pairs.iter().all(|(at, value)| labels[*at] == Some(*value))
+                });
+                if matches {
+                    self.selected[*s].push(w);
+                    selecting.push(*s);
                 }
             }
             self.selecting[w] = selecting;
@@ -217,6 +267,15 @@ fn plaintext_callers(
         }
     }
     out
+}
+
+/// Whether a namespace's plaintext callers count for STRICT workloads of other namespaces
+/// (MR301's Warning): it is not injected, so they will stay outside the mesh.
+pub(crate) fn calls_from_outside(snapshot: &Snapshot, namespace: &str) -> bool {
+    let injection = snapshot
+        .namespace(namespace)
+        .map_or(Injection::Unlabelled, |n| n.injection);
+    !matches!(injection, Injection::Enabled | Injection::Ambient)
 }
 
 /// MR301's callers among the workloads at `positions` (all of one namespace), if any.

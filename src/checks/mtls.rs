@@ -8,7 +8,7 @@ use super::index::plaintext_count;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::{ClientTls, MtlsMode, TrafficPolicy};
 use crate::istio::mtls::{Scope, has_selector, selects};
-use crate::snapshot::{DestinationRuleInfo, Injection, PeerAuthenticationInfo, Workload};
+use crate::snapshot::{DestinationRuleInfo, PeerAuthenticationInfo, Workload};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
     strict_with_plaintext_clients(cx, out);
@@ -32,12 +32,12 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
     let index = cx.index();
     let workloads = &cx.snapshot.workloads;
     let outside: Vec<&Workload> = index
-        .plaintext
+        .plaintext_outside
         .iter()
-        .filter(|(ns, _)| !matches!(cx.injection(ns), Injection::Enabled | Injection::Ambient))
-        .flat_map(|(_, list)| list.iter().map(|i| &workloads[*i]))
+        .map(|i| &workloads[*i])
         .collect();
-    let outside_pods: usize = outside.iter().map(|c| plaintext_count(c)).sum();
+    // Counted only when a finding names them: a run on one namespace seldom needs it.
+    let outside_pods = std::cell::OnceCell::new();
     for (i, w) in cx.workloads() {
         if !cx.meshed(i) {
             continue;
@@ -60,7 +60,9 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
             let pods = same.iter().map(|c| plaintext_count(c)).sum();
             (Severity::Error, &same, pods)
         } else if !outside.is_empty() {
-            (Severity::Warning, &outside, outside_pods)
+            let pods =
+                *outside_pods.get_or_init(|| outside.iter().map(|c| plaintext_count(c)).sum());
+            (Severity::Warning, &outside, pods)
         } else {
             continue;
         };

@@ -88,25 +88,28 @@ fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .or_else(|| owners.first())
 }
 
-fn template_of(template: &PodTemplateSpec) -> PodTemplate {
-    let meta = template.metadata.clone().unwrap_or_default();
+/// Takes the template out of its (owned) workload object: pod specs are large, so they are
+/// moved, never cloned.
+fn template_of(template: PodTemplateSpec) -> PodTemplate {
+    let meta = template.metadata.unwrap_or_default();
     PodTemplate {
         labels: meta.labels.unwrap_or_default(),
         annotations: meta.annotations.unwrap_or_default(),
-        spec: template.spec.clone().unwrap_or_default(),
+        spec: template.spec.unwrap_or_default(),
     }
 }
 
 fn pod_state(pod: &Pod, name: String) -> PodState {
-    let spec = pod.spec.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
     let proxy_container = spec
-        .containers
         .iter()
+        .flat_map(|s| &s.containers)
         .any(|c| c.name == keys::PROXY_CONTAINER);
-    let native_sidecar =
-        spec.init_containers.iter().flatten().any(|c| {
-            c.name == keys::PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always")
-        });
+    let native_sidecar = spec
+        .and_then(|s| s.init_containers.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.name == keys::PROXY_CONTAINER && c.restart_policy.as_deref() == Some("Always"));
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
     PodState {
         name,
@@ -114,7 +117,7 @@ fn pod_state(pod: &Pod, name: String) -> PodState {
         live: !matches!(phase, Some("Succeeded" | "Failed")),
         has_proxy: proxy_container || native_sidecar,
         native_sidecar,
-        host_network: spec.host_network == Some(true),
+        host_network: spec.and_then(|s| s.host_network) == Some(true),
     }
 }
 
@@ -130,7 +133,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<&PodTemplateSpec>) {
+    fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<PodTemplateSpec>) {
         let meta = meta_of(meta, &self.options.default_namespace);
         let key = (meta.namespace.clone(), kind.to_string(), meta.name.clone());
         let template = template.map(template_of);
@@ -170,36 +173,30 @@ impl Builder<'_> {
             }
             ClusterObject::Pod(pod) => self.pods.push((meta_of(&pod.metadata, &ns), pod)),
             ClusterObject::ReplicaSet(rs) => {
-                let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
                 if !self.owned("ReplicaSet", &rs.metadata, &["Deployment"]) {
+                    let template = rs.spec.and_then(|s| s.template);
                     self.workload("ReplicaSet", &rs.metadata, template);
                 }
             }
-            ClusterObject::Deployment(d) => self.workload(
-                "Deployment",
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-            ),
-            ClusterObject::StatefulSet(s) => self.workload(
-                "StatefulSet",
-                &s.metadata,
-                s.spec.as_ref().map(|s| &s.template),
-            ),
-            ClusterObject::DaemonSet(d) => self.workload(
-                "DaemonSet",
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-            ),
+            ClusterObject::Deployment(d) => {
+                self.workload("Deployment", &d.metadata, d.spec.map(|s| s.template))
+            }
+            ClusterObject::StatefulSet(s) => {
+                self.workload("StatefulSet", &s.metadata, s.spec.map(|s| s.template))
+            }
+            ClusterObject::DaemonSet(d) => {
+                self.workload("DaemonSet", &d.metadata, d.spec.map(|s| s.template))
+            }
             ClusterObject::Job(job) => {
                 if !self.owned("Job", &job.metadata, &["CronJob"]) {
-                    self.workload("Job", &job.metadata, job.spec.as_ref().map(|s| &s.template));
+                    self.workload("Job", &job.metadata, job.spec.map(|s| s.template));
                 }
             }
             ClusterObject::CronJob(cron) => {
-                let template = cron.spec.job_template.spec.as_ref().map(|s| &s.template);
+                let template = cron.spec.job_template.spec.map(|s| s.template);
                 self.workload("CronJob", &cron.metadata, template)
             }
-            ClusterObject::Service(svc) => self.service(&svc),
+            ClusterObject::Service(svc) => self.service(svc),
             ClusterObject::ConfigMap(cm) => {
                 let meta = meta_of(&cm.metadata, &ns);
                 self.config_maps.push((meta, cm.data.unwrap_or_default()));
@@ -257,10 +254,10 @@ impl Builder<'_> {
         }
     }
 
-    fn service(&mut self, svc: &crate::api::k8s::Service) {
+    fn service(&mut self, svc: crate::api::k8s::Service) {
         use crate::api::k8s::IntOrString;
         let meta = meta_of(&svc.metadata, &self.options.default_namespace);
-        let spec = svc.spec.clone().unwrap_or_default();
+        let spec = svc.spec.unwrap_or_default();
         let ports = spec
             .ports
             .unwrap_or_default()
@@ -330,7 +327,7 @@ impl Builder<'_> {
                 workload.template = PodTemplate {
                     labels: meta.labels.clone(),
                     annotations: meta.annotations.clone(),
-                    spec: pod.spec.clone().unwrap_or_default(),
+                    spec: pod.spec.unwrap_or_default(),
                 };
                 workload.has_template = true;
             }
