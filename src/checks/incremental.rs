@@ -120,15 +120,20 @@ fn referenced_across(snapshot: &Snapshot, index: &Index, namespace: &str) -> boo
             .iter()
             .any(|(i, _)| vss[*i].meta.namespace != namespace);
     let own_hosts_named = index
-        .destination_rules_by_host
-        .iter()
-        .filter(|(host, _)| host.ends_with(&suffix))
-        .any(|(_, list)| dr_outside(list))
-        || index
-            .virtual_services_by_host
-            .iter()
-            .filter(|(host, _)| host.ends_with(&suffix))
-            .any(|(_, list)| vs_outside(list));
+        .hosts_by_namespace
+        .get(namespace)
+        .into_iter()
+        .flatten()
+        .any(|host| {
+            index
+                .destination_rules_by_host
+                .get(host)
+                .is_some_and(dr_outside)
+                || index
+                    .virtual_services_by_host
+                    .get(host)
+                    .is_some_and(vs_outside)
+        });
     let elsewhere = |host: &String| !hosts::resolve(host, namespace).ends_with(&suffix);
     let in_namespace = |ranges: &index::Ranges| ranges.get(namespace).cloned().unwrap_or_default();
     let names_elsewhere = in_namespace(&index.destination_rules)
@@ -380,12 +385,15 @@ impl Incremental {
         index
             .wildcard_destination_rules
             .retain(|(i, _)| !drs.contains(i));
+        // Hosts filed before or after, to refile by namespace at the end.
+        let mut touched: Vec<String> = old_dr_hosts.iter().chain(old_vs_hosts).cloned().collect();
         for i in drs {
             let dr = &s.destination_rules[i];
             let host = hosts::resolve(&dr.spec.host, namespace);
             if index::is_wildcard(&host) {
                 index.wildcard_destination_rules.push((i, host.clone()));
             }
+            touched.push(host.clone());
             insert_position(&mut index.destination_rules_by_host, host, i);
         }
         index.wildcard_destination_rules.sort_unstable();
@@ -403,10 +411,12 @@ impl Incremental {
                 index.wildcard_virtual_services.push((i, hosts.clone()));
             }
             for host in hosts {
+                touched.push(host.clone());
                 insert_position(&mut index.virtual_services_by_host, host, i);
             }
         }
         index.wildcard_virtual_services.sort_unstable();
+        index.refile_hosts(&touched);
     }
 }
 
@@ -506,6 +516,13 @@ mod tests {
             format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),
             format!("{:?}", index.plaintext_outside),
+            format!(
+                "{:?}",
+                index
+                    .hosts_by_namespace
+                    .iter()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            ),
             format!("{:?}", index.ports),
             format!("{:?}", index.wildcard_destination_rules),
             format!("{:?}", index.wildcard_virtual_services),
@@ -583,6 +600,56 @@ mod tests {
                 .expect("a Service in shop-reviews");
             extra["metadata"]["name"] = "extra".into();
             docs.push(extra);
+        });
+    }
+
+    #[test]
+    fn a_destination_rule_pointed_at_other_hosts_equals_a_full_build() {
+        // shop-checkout's rule names a host of shop-payments: moved to one of its own, the
+        // host is filed under another namespace, and cross-namespace facts changed.
+        let replaced = replaced_equals_full("shop-checkout", |docs| {
+            edit(docs, "DestinationRule", "payments-plaintext", |dr| {
+                dr["spec"]["host"] = "checkout".into();
+            })
+        });
+        assert!(!replaced.reindexed);
+        assert!(
+            replaced.cross_namespace,
+            "it named shop-payments' host before"
+        );
+        let replaced = replaced_equals_full("shop-cart", |docs| {
+            edit(docs, "DestinationRule", "cart-pool", |dr| {
+                dr["spec"]["host"] = "*.shop-reviews.svc.cluster.local".into();
+            })
+        });
+        assert!(
+            replaced.cross_namespace,
+            "a wildcard over another namespace"
+        );
+    }
+
+    #[test]
+    fn a_virtual_service_host_change_equals_a_full_build() {
+        replaced_equals_full("shop-orders", |docs| {
+            edit(docs, "VirtualService", "orders", |vs| {
+                vs["spec"]["hosts"] =
+                    serde_json::json!(["orders", "reviews.shop-reviews.svc.cluster.local"]);
+            })
+        });
+    }
+
+    #[test]
+    fn a_relabelled_template_changes_what_services_select() {
+        replaced_equals_full("shop-cart", |docs| {
+            for doc in docs.iter_mut().filter(|d| namespace_of(d) == "shop-cart") {
+                if doc["kind"] == "Deployment" {
+                    doc["spec"]["template"]["metadata"]["labels"] =
+                        serde_json::json!({"app": "other"});
+                }
+                if doc["kind"] == "Pod" {
+                    doc["metadata"]["labels"] = serde_json::json!({"app": "other"});
+                }
+            }
         });
     }
 

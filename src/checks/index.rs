@@ -1,7 +1,7 @@
 //! The [`Index`]: lookups over a snapshot that spare the checks scans of the whole cluster,
 //! built once per run or kept between runs by an incremental analysis.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Range;
 
 use crate::istio::hosts;
@@ -51,6 +51,10 @@ pub struct Index {
     pub(crate) virtual_services_by_host: Positions<String>,
     /// Mesh-bound VirtualServices with a wildcard among their resolved hosts, with those hosts.
     pub(crate) wildcard_virtual_services: Vec<(usize, Vec<String>)>,
+    /// The hosts filed in `destination_rules_by_host` or `virtual_services_by_host` that lie
+    /// in a namespace's cluster domain, by namespace (see [`host_namespaces`]): which Istio
+    /// objects name a namespace's hosts, without reading every host.
+    pub(crate) hosts_by_namespace: HashMap<String, BTreeSet<String>>,
     /// Workloads outside the mesh that stand for plaintext pods (MR301's callers), by namespace,
     /// system namespaces left out.
     pub(crate) plaintext: BTreeMap<String, Vec<usize>>,
@@ -77,6 +81,18 @@ fn ranges<T>(list: &[T], namespace: impl Fn(&T) -> &str) -> Ranges {
         }
     }
     out
+}
+
+/// The namespaces whose cluster domain a host lies in: each `ns` for which the host ends with
+/// `.<ns>.svc.cluster.local` (for a real host, `name.ns.svc.cluster.local`, just one).
+pub(crate) fn host_namespaces(host: &str) -> impl Iterator<Item = &str> {
+    let within = host
+        .strip_suffix(hosts::CLUSTER_DOMAIN)
+        .and_then(|h| h.strip_suffix(".svc."))
+        .unwrap_or_default();
+    within
+        .match_indices('.')
+        .map(move |(at, _)| &within[at + 1..])
 }
 
 /// A VirtualService's hosts resolved in its namespace, sorted and without repeats.
@@ -152,7 +168,35 @@ impl Index {
                 push(&mut index.virtual_services_by_host, host, i);
             }
         }
+        let filed: Vec<String> = index
+            .destination_rules_by_host
+            .keys()
+            .chain(index.virtual_services_by_host.keys())
+            .cloned()
+            .collect();
+        index.refile_hosts(&filed);
         index
+    }
+
+    /// Brings `hosts_by_namespace` up to date for these hosts, after the by-host maps changed.
+    pub(crate) fn refile_hosts(&mut self, hosts: &[String]) {
+        for host in hosts {
+            let filed = self.destination_rules_by_host.contains_key(host)
+                || self.virtual_services_by_host.contains_key(host);
+            for namespace in host_namespaces(host) {
+                if filed {
+                    self.hosts_by_namespace
+                        .entry(namespace.to_string())
+                        .or_default()
+                        .insert(host.clone());
+                } else if let Some(set) = self.hosts_by_namespace.get_mut(namespace) {
+                    set.remove(host);
+                    if set.is_empty() {
+                        self.hosts_by_namespace.remove(namespace);
+                    }
+                }
+            }
+        }
     }
 
     /// Fills `selected` and `selecting` for the Services and workloads at these positions, all
