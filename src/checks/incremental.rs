@@ -18,6 +18,9 @@ use crate::snapshot::{
     BuildError, BuildOptions, ClusterObject, ISTIO_SYSTEM_NAMESPACE, Meta, Snapshot,
 };
 
+/// Declared port protocols by port number: (service position, protocol).
+type PortUses = std::collections::BTreeMap<i32, Vec<(usize, crate::istio::protocol::Protocol)>>;
+
 /// A snapshot kept with its index, updated one namespace at a time.
 #[derive(Clone, Debug)]
 pub struct Incremental {
@@ -237,10 +240,15 @@ impl Incremental {
             .iter()
             .flat_map(resolved_vs_hosts)
             .collect();
-        let old_port_numbers: BTreeSet<i32> = s.services[services.clone()]
-            .iter()
-            .flat_map(|x| x.ports.iter().map(|p| p.port))
-            .collect();
+        // The namespace's port uses, and its Services' names (which order the uses), to
+        // touch only the port numbers whose uses changed.
+        let old_uses = (
+            index::declared_ports_of(s, services.clone()),
+            s.services[services.clone()]
+                .iter()
+                .map(|x| x.meta.name.clone())
+                .collect::<Vec<String>>(),
+        );
 
         let Snapshot {
             namespaces,
@@ -291,7 +299,7 @@ impl Incremental {
                 drs,
                 vss,
                 (&old_service_hosts, &old_dr_hosts, &old_vs_hosts),
-                &old_port_numbers,
+                &old_uses,
             );
         } else {
             self.index = Index::new(&self.snapshot);
@@ -314,7 +322,7 @@ impl Incremental {
         drs: Range<usize>,
         vss: Range<usize>,
         (old_service_hosts, old_dr_hosts, old_vs_hosts): (&[String], &[String], &[String]),
-        old_port_numbers: &BTreeSet<i32>,
+        (old_uses, old_names): &(PortUses, Vec<String>),
     ) {
         let s = &self.snapshot;
         let index = &mut self.index;
@@ -326,13 +334,14 @@ impl Incremental {
         // Plaintext callers: the namespace's entry anew.
         let fresh = index::plaintext_callers_in(s, &index.meshed, workloads.clone());
         let outside = &mut index.plaintext_outside;
-        outside.retain(|i| !workloads.contains(i));
+        outside.retain(|(i, _)| !workloads.contains(i));
         if let Some(list) = fresh
             .as_ref()
             .filter(|_| index::calls_from_outside(s, namespace))
         {
-            let at = outside.partition_point(|i| *i < workloads.start);
-            outside.splice(at..at, list.iter().copied());
+            let at = outside.partition_point(|(i, _)| *i < workloads.start);
+            let counted = list.iter().map(|i| (*i, plaintext_count(&s.workloads[*i])));
+            outside.splice(at..at, counted);
         }
         match fresh {
             Some(list) => {
@@ -346,27 +355,29 @@ impl Incremental {
         for i in services.clone() {
             insert_position(&mut index.services_by_host, s.services[i].fqdn(), i);
         }
-        // Port protocols: out with the old uses, in with the new, in MR204's order.
-        let mut numbers = old_port_numbers.clone();
-        numbers.extend(
-            s.services[services.clone()]
-                .iter()
-                .flat_map(|x| x.ports.iter().map(|p| p.port)),
-        );
-        for number in &numbers {
-            if let Some(uses) = index.ports.get_mut(number) {
-                uses.retain(|(i, _)| !services.contains(i));
-            }
-        }
+        // Port protocols: for each port number whose uses changed, out with the old ones and
+        // in with the new, in MR204's order.
         let new_uses = index::declared_ports_of(s, services.clone());
-        for (number, used) in new_uses {
+        let renamed = s.services[services.clone()]
+            .iter()
+            .map(|x| &x.meta.name)
+            .ne(old_names.iter());
+        let numbers: BTreeSet<i32> = old_uses.keys().chain(new_uses.keys()).copied().collect();
+        for number in numbers {
+            let new = new_uses.get(&number);
+            if !renamed && old_uses.get(&number) == new {
+                continue;
+            }
             let uses = index.ports.entry(number).or_default();
-            for u in used {
-                let at = uses.partition_point(|x| port_use_order(s, *x, u).is_lt());
-                uses.insert(at, u);
+            uses.retain(|(i, _)| !services.contains(i));
+            for u in new.into_iter().flatten() {
+                let at = uses.partition_point(|x| port_use_order(s, *x, *u).is_lt());
+                uses.insert(at, *u);
+            }
+            if uses.is_empty() {
+                index.ports.remove(&number);
             }
         }
-        index.ports.retain(|_, uses| !uses.is_empty());
         // PeerAuthentications: the namespace's list anew, oldest first.
         let mut pas: Vec<usize> = range_of(&s.peer_authentications, namespace, |x| {
             x.meta.namespace.as_str()
@@ -626,6 +637,16 @@ mod tests {
             replaced.cross_namespace,
             "a wildcard over another namespace"
         );
+    }
+
+    #[test]
+    fn a_renamed_service_moves_among_the_port_uses() {
+        let replaced = replaced_equals_full("shop-cart", |docs| {
+            edit(docs, "Service", "cart", |svc| {
+                svc["metadata"]["name"] = "a-cart".into();
+            })
+        });
+        assert!(!replaced.reindexed);
     }
 
     #[test]

@@ -59,8 +59,9 @@ pub struct Index {
     /// system namespaces left out.
     pub(crate) plaintext: BTreeMap<String, Vec<usize>>,
     /// The callers of `plaintext` in namespaces that are not injected (nor ambient): those a
-    /// STRICT workload elsewhere hears from. In position order, which is namespace order.
-    pub(crate) plaintext_outside: Vec<usize>,
+    /// STRICT workload elsewhere hears from, each with its plaintext pod count. In position
+    /// order, which is namespace order.
+    pub(crate) plaintext_outside: Vec<(usize, usize)>,
     /// Declared protocols of non-UDP Service ports outside system namespaces, by port number
     /// (MR204): (service position, protocol).
     pub(crate) ports: BTreeMap<i32, Vec<(usize, Protocol)>>,
@@ -122,7 +123,10 @@ impl Index {
             plaintext_outside: plaintext
                 .iter()
                 .filter(|(ns, _)| calls_from_outside(snapshot, ns))
-                .flat_map(|(_, list)| list.iter().copied())
+                .flat_map(|(_, list)| {
+                    list.iter()
+                        .map(|i| (*i, plaintext_count(&snapshot.workloads[*i])))
+                })
                 .collect(),
             plaintext,
             meshed,

@@ -34,10 +34,9 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
     let outside: Vec<&Workload> = index
         .plaintext_outside
         .iter()
-        .map(|i| &workloads[*i])
+        .map(|(i, _)| &workloads[*i])
         .collect();
-    // Counted only when a finding names them: a run on one namespace seldom needs it.
-    let outside_pods = std::cell::OnceCell::new();
+    let outside_pods: usize = index.plaintext_outside.iter().map(|(_, pods)| pods).sum();
     for (i, w) in cx.workloads() {
         if !cx.meshed(i) {
             continue;
@@ -60,9 +59,7 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
             let pods = same.iter().map(|c| plaintext_count(c)).sum();
             (Severity::Error, &same, pods)
         } else if !outside.is_empty() {
-            let pods =
-                *outside_pods.get_or_init(|| outside.iter().map(|c| plaintext_count(c)).sum());
-            (Severity::Warning, &outside, pods)
+            (Severity::Warning, &outside, outside_pods)
         } else {
             continue;
         };

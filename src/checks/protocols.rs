@@ -238,9 +238,9 @@ const MR204_LISTED: usize = 5;
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     let services = &cx.snapshot.services;
-    // Per port number and listener class, the port's uses cluster-wide in the other class, in
-    // the order the message lists them: made once per run, as every Service on the port asks.
-    let mut clashing: HashMap<(i32, &str), Vec<(usize, Protocol)>> = HashMap::new();
+    // Per port number and listener class, how many of the port's uses cluster-wide are in the
+    // other class: counted once per run, as every Service on the port asks.
+    let mut clashing: HashMap<(i32, &str), usize> = HashMap::new();
     for svc in cx.services() {
         // By port number, as a Service with two clashing ports reports the lowest.
         let mut ports: Vec<(i32, Protocol)> = svc
@@ -257,13 +257,11 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             };
             let ns = &svc.meta.namespace;
             let class = listener_class(p);
-            let other_class = clashing.entry((number, class)).or_insert_with(|| {
+            let elsewhere = *clashing.entry((number, class)).or_insert_with(|| {
                 uses.iter()
                     .filter(|(_, q)| listener_class(*q) != class)
-                    .copied()
-                    .collect()
+                    .count()
             });
-            let elsewhere = other_class.len();
             let here = cx
                 .services_in(ns)
                 .flat_map(|s| s.ports.iter())
@@ -275,9 +273,10 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             if total == 0 {
                 continue;
             }
-            let mut others: Vec<String> = other_class
+            let mut others: Vec<String> = uses
                 .iter()
-                .filter(|(o, _)| &services[*o].meta.namespace != ns)
+                // The class first: it is cheaper to compare than the namespace.
+                .filter(|(o, q)| listener_class(*q) != class && &services[*o].meta.namespace != ns)
                 .take(MR204_LISTED)
                 .map(|(o, q)| {
                     let other = &services[*o].meta;
