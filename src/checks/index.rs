@@ -385,14 +385,82 @@ pub(crate) fn port_use_order(
     (a, pa): (usize, Protocol),
     (b, pb): (usize, Protocol),
 ) -> std::cmp::Ordering {
-    let text = |i: usize, p: Protocol| {
-        let meta = &snapshot.services[i].meta;
+    let (ma, mb) = (&snapshot.services[a].meta, &snapshot.services[b].meta);
+    // Where two texts first differ inside a part both have in full, that part decides; the
+    // whole texts are compared only when one part is a prefix of the other's.
+    let decided = |x: &str, y: &str| (!x.starts_with(y) && !y.starts_with(x)).then(|| x.cmp(y));
+    if ma.namespace == mb.namespace {
+        if ma.name == mb.name {
+            return pa.as_str().cmp(pb.as_str());
+        }
+        if let Some(order) = decided(&ma.name, &mb.name) {
+            return order;
+        }
+    } else if let Some(order) = decided(&ma.namespace, &mb.namespace) {
+        return order;
+    }
+    fn text(meta: &crate::snapshot::Meta, p: Protocol) -> impl Iterator<Item = u8> + '_ {
         meta.namespace
             .bytes()
             .chain(*b"/")
             .chain(meta.name.bytes())
             .chain(*b": ")
             .chain(p.as_str().bytes())
-    };
-    text(a, pa).cmp(text(b, pb))
+    }
+    text(ma, pa).cmp(text(mb, pb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Meta, ServiceInfo};
+
+    #[test]
+    fn port_use_order_is_that_of_the_listed_text() {
+        let names = [
+            ("a", "web"),
+            ("a", "web-2"),
+            ("a", "we"),
+            ("a-b", "web"),
+            ("a.b", "x"),
+            ("ab", "web"),
+            ("a", "web"),
+            ("b", "a"),
+        ];
+        let snapshot = Snapshot {
+            services: names
+                .iter()
+                .map(|(namespace, name)| ServiceInfo {
+                    meta: Meta {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        ..Meta::default()
+                    },
+                    selector: None,
+                    type_: "ClusterIP".to_string(),
+                    ports: Vec::new(),
+                })
+                .collect(),
+            ..Snapshot::default()
+        };
+        let protocols = [Protocol::Http, Protocol::Http2, Protocol::Tcp];
+        let uses: Vec<(usize, Protocol)> = (0..names.len())
+            .flat_map(|i| protocols.iter().map(move |p| (i, *p)))
+            .collect();
+        let text = |(i, p): (usize, Protocol)| {
+            let meta = &snapshot.services[i].meta;
+            format!("{}/{}: {p}", meta.namespace, meta.name)
+        };
+        for a in &uses {
+            for b in &uses {
+                assert_eq!(
+                    port_use_order(&snapshot, *a, *b),
+                    text(*a).cmp(&text(*b)),
+                    "{} vs {}",
+                    text(*a),
+                    text(*b)
+                );
+            }
+        }
+    }
 }

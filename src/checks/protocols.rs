@@ -159,11 +159,14 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
     );
 }
 
+/// One Service port reaching a target port: (Service name, port number, protocol).
+type TargetUse<'a> = (&'a str, i32, Option<Protocol>);
+
 /// MR203: Services selecting the same pods must agree on each target port.
 fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
     for (_, w) in cx.workloads().filter(|(i, _)| cx.meshed_or_prospective(*i)) {
         // container port -> (service, service port, protocol)
-        let mut by_target: BTreeMap<i32, Vec<(&str, i32, Option<Protocol>)>> = BTreeMap::new();
+        let mut by_target: BTreeMap<i32, Vec<TargetUse>> = BTreeMap::new();
         for svc in cx.services_selecting(w) {
             for port in svc.ports.iter().filter(|p| !is_udp(p)) {
                 let number = match cx.resolve_target(w, &port.target_port) {
