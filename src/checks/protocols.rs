@@ -238,12 +238,41 @@ fn listener_class(p: Protocol) -> &'static str {
 /// How many of the other namespaces' Services MR204 names before "and N more".
 const MR204_LISTED: usize = 5;
 
+/// A port number's uses in one listener class (the other than the asking Service's), in the
+/// order MR204 lists them.
+struct OtherClass {
+    count: usize,
+    /// The first of them, read so far.
+    read: Vec<(usize, Protocol)>,
+    /// Where in the port's uses reading goes on.
+    next: usize,
+}
+
+impl OtherClass {
+    /// The first `n` (or all, when fewer), reading on through `uses` as far as needed.
+    fn first(
+        &mut self,
+        n: usize,
+        uses: &[(usize, Protocol)],
+        asking: &str,
+    ) -> &[(usize, Protocol)] {
+        while self.read.len() < n && self.next < uses.len() {
+            let (o, q) = uses[self.next];
+            if listener_class(q) != asking {
+                self.read.push((o, q));
+            }
+            self.next += 1;
+        }
+        &self.read[..n.min(self.read.len())]
+    }
+}
+
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     let services = &cx.snapshot.services;
-    // Per port number and listener class, how many of the port's uses cluster-wide are in the
-    // other class: counted once per run, as every Service on the port asks.
-    let mut clashing: HashMap<(i32, &str), usize> = HashMap::new();
+    // Per port number and listener class, the port's uses in the other class: counted once
+    // per run, as every Service on the port asks, and read only as far as a message needs.
+    let mut clashing: HashMap<(i32, &str), OtherClass> = HashMap::new();
     for svc in cx.services() {
         // By port number, as a Service with two clashing ports reports the lowest.
         let mut ports: Vec<(i32, Protocol)> = svc
@@ -260,11 +289,17 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             };
             let ns = &svc.meta.namespace;
             let class = listener_class(p);
-            let elsewhere = *clashing.entry((number, class)).or_insert_with(|| {
-                uses.iter()
-                    .filter(|(_, q)| listener_class(*q) != class)
-                    .count()
-            });
+            let other_class = clashing
+                .entry((number, class))
+                .or_insert_with(|| OtherClass {
+                    count: uses
+                        .iter()
+                        .filter(|(_, q)| listener_class(*q) != class)
+                        .count(),
+                    read: Vec::new(),
+                    next: 0,
+                });
+            let elsewhere = other_class.count;
             let here = cx
                 .services_in(ns)
                 .flat_map(|s| s.ports.iter())
@@ -276,10 +311,11 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             if total == 0 {
                 continue;
             }
-            let mut others: Vec<String> = uses
+            // The namespace's own `here` uses are among them: read that many more.
+            let mut others: Vec<String> = other_class
+                .first(MR204_LISTED + here, uses, class)
                 .iter()
-                // The class first: it is cheaper to compare than the namespace.
-                .filter(|(o, q)| listener_class(*q) != class && &services[*o].meta.namespace != ns)
+                .filter(|(o, _)| &services[*o].meta.namespace != ns)
                 .take(MR204_LISTED)
                 .map(|(o, q)| {
                     let other = &services[*o].meta;
