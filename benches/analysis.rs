@@ -1,8 +1,8 @@
 //! Benchmarks 1 and 2: full analysis of a built snapshot, and re-analysis of one namespace
 //! after one object in it changes.
 //!
-//! `cargo bench --bench analysis -- [--runs N] [--changes N] [sizes flags]` (default: the
-//! "large" cluster). Single thread: the checks run on the calling thread only.
+//! `cargo bench --bench analysis -- [--runs N] [--changes N] [--dump FILE] [sizes flags]`
+//! (default: the "large" cluster; `--dump` writes the full analysis's findings to FILE). Single thread: the checks run on the calling thread only.
 
 mod support;
 
@@ -65,9 +65,27 @@ fn main() {
         count = findings.len();
     }
     println!("findings: {count}");
+    if let Some(path) = flags.value("dump") {
+        dump(&checks::run(&snapshot, &request), path);
+    }
     Summary::of(full).report("1. full analysis (built snapshot)", "<= 100 ms");
     let changes = flags.number("changes", if benching { 1_000 } else { 10 });
     incremental(&cluster, snapshot, changes);
+}
+
+/// Writes one line per finding (code, severity, object, message), in report order, so two
+/// versions of the checks can be compared with `cmp`.
+fn dump(findings: &[checks::Finding], path: &str) {
+    let mut text = String::new();
+    for f in findings {
+        let o = &f.object;
+        text.push_str(&format!(
+            "{:?}\t{:?}\t{}/{}/{}\t{}\n",
+            f.code, f.severity, o.kind, o.namespace, o.name, f.message
+        ));
+    }
+    std::fs::write(path, text).expect("writes the findings dump");
+    println!("findings written to {path}");
 }
 
 /// Benchmark 2: `changes` times, one object of a random namespace changes (a Service's port

@@ -1,19 +1,28 @@
-//! Derived views the checks share, computed once per run, or kept between runs by an
-//! incremental analysis ([`Index`]).
+//! What every check reads: the snapshot, the request, and the [`Index`] over the snapshot
+//! (built for one run, or kept between runs by an incremental analysis).
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 
 use crate::api::k8s::Container;
 use crate::checks::CheckRequest;
 use crate::istio::hosts;
 use crate::istio::mesh::ProxyConfig;
-use crate::istio::mtls::{self, MtlsPolicies, PoliciesByNamespace};
-use crate::istio::protocol::Protocol;
+use crate::istio::mtls::MtlsPolicies;
 use crate::istio::sidecar;
-use crate::snapshot::{
-    Injection, Labels, ServiceInfo, Snapshot, TargetPort, VirtualServiceInfo, Workload,
-};
+use crate::snapshot::{Injection, ServiceInfo, Snapshot, TargetPort, VirtualServiceInfo, Workload};
+
+use super::index::{Index, Positions, Ranges, is_wildcard, selector_matches};
+
+/// Where `item` sits in `list`, when it is one of the list's own elements (not a copy). The
+/// checks hand on references into the snapshot's lists, so the address says which one it is,
+/// and the index's per-position facts apply without a search.
+fn position_in<T>(list: &[T], item: &T) -> Option<usize> {
+    let size = std::mem::size_of::<T>().max(1);
+    let offset = (item as *const T as usize).checked_sub(list.as_ptr() as usize)?;
+    let at = offset / size;
+    (at < list.len() && std::ptr::eq(&list[at], item)).then_some(at)
+}
 
 /// The snapshot, the request, and what every family needs to know about workloads.
 pub struct Context<'a> {
@@ -23,219 +32,12 @@ pub struct Context<'a> {
     index: Cow<'a, Index>,
 }
 
-/// Positions into one of the snapshot's lists, by a key.
-type Positions<K> = HashMap<K, Vec<usize>>;
-
-fn push<K: std::hash::Hash + Eq>(map: &mut Positions<K>, key: K, position: usize) {
-    map.entry(key).or_default().push(position);
-}
-
-/// Lookups that spare the checks scans of the whole cluster: objects by namespace and by host,
-/// who runs without a sidecar, and which protocol each Service port number is declared with.
-/// Built in one pass over a snapshot; positions are into the snapshot's lists, in their order.
-#[derive(Clone, Debug, Default)]
-pub struct Index {
-    /// Per workload (same position as `snapshot.workloads`): has or will get a sidecar.
-    pub(crate) meshed: Vec<bool>,
-    pub(crate) workloads: Positions<String>,
-    pub(crate) services: Positions<String>,
-    /// Services by fully qualified host name.
-    pub(crate) services_by_host: Positions<String>,
-    /// PeerAuthentications by namespace, oldest first.
-    pub(crate) peer_authentications: PoliciesByNamespace,
-    pub(crate) destination_rules: Positions<String>,
-    pub(crate) virtual_services: Positions<String>,
-    /// DestinationRules by resolved host (wildcards as written, e.g. `*.shop.svc.cluster.local`).
-    pub(crate) destination_rules_by_host: Positions<String>,
-    pub(crate) wildcard_destination_rules: Vec<usize>,
-    /// Mesh-bound VirtualServices by each resolved host.
-    pub(crate) virtual_services_by_host: Positions<String>,
-    pub(crate) wildcard_virtual_services: Vec<usize>,
-    /// Workloads outside the mesh that stand for plaintext pods (MR301's callers), by namespace,
-    /// system namespaces left out.
-    pub(crate) plaintext: BTreeMap<String, Vec<usize>>,
-    /// Declared protocols of non-UDP Service ports outside system namespaces, by port number
-    /// (MR204): (service position, protocol).
-    pub(crate) ports: BTreeMap<i32, Vec<(usize, Protocol)>>,
-}
-
-fn is_wildcard(pattern: &str) -> bool {
-    pattern.starts_with('*')
-}
-
-impl Index {
-    /// Positions of `list` grouped by namespace, in list order within each.
-    fn ranges<T>(list: &[T], namespace: impl Fn(&T) -> &String) -> BTreeMap<&str, Vec<usize>> {
-        let mut out: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, item) in list.iter().enumerate() {
-            out.entry(namespace(item).as_str()).or_default().push(i);
-        }
-        out
-    }
-
-    pub fn new(snapshot: &Snapshot) -> Index {
-        let mut index = Index {
-            meshed: snapshot
-                .workloads
-                .iter()
-                .map(|w| workload_meshed(snapshot, w))
-                .collect(),
-            peer_authentications: mtls::by_namespace(&snapshot.peer_authentications),
-            ..Index::default()
-        };
-        for (i, w) in snapshot.workloads.iter().enumerate() {
-            push(&mut index.workloads, w.meta.namespace.clone(), i);
-        }
-        for (i, svc) in snapshot.services.iter().enumerate() {
-            push(&mut index.services, svc.meta.namespace.clone(), i);
-            push(&mut index.services_by_host, svc.fqdn(), i);
-        }
-        for (i, dr) in snapshot.destination_rules.iter().enumerate() {
-            push(&mut index.destination_rules, dr.meta.namespace.clone(), i);
-            let host = hosts::resolve(&dr.spec.host, &dr.meta.namespace);
-            if is_wildcard(&host) {
-                index.wildcard_destination_rules.push(i);
-            }
-            push(&mut index.destination_rules_by_host, host, i);
-        }
-        for (i, vs) in snapshot.virtual_services.iter().enumerate() {
-            push(&mut index.virtual_services, vs.meta.namespace.clone(), i);
-            if !super::is_mesh_bound(vs) {
-                continue;
-            }
-            let mut resolved: Vec<String> = vs
-                .spec
-                .hosts
-                .iter()
-                .map(|h| hosts::resolve(h, &vs.meta.namespace))
-                .collect();
-            resolved.sort();
-            resolved.dedup();
-            if resolved.iter().any(|h| is_wildcard(h)) {
-                index.wildcard_virtual_services.push(i);
-            }
-            for host in resolved {
-                push(&mut index.virtual_services_by_host, host, i);
-            }
-        }
-        index.plaintext = plaintext_callers(snapshot, &index.meshed);
-        index.ports = declared_ports(snapshot);
-        index
-    }
-}
-
-/// Running pods show the truth; without any, the template predicts it.
-pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
-    let injection = snapshot
-        .namespace(&w.meta.namespace)
-        .map_or(Injection::Unlabelled, |n| n.injection);
-    if w.live_pods().next().is_some() {
-        w.live_pods().any(|p| p.has_proxy)
-    } else {
-        sidecar::will_inject(injection, &w.template)
-    }
-}
-
-/// How many plaintext pods a workload stands for: its live pods without a proxy, or (no pods,
-/// as in manifests) one for its template.
-pub fn plaintext_count(w: &Workload) -> usize {
-    match w.live_pods().count() {
-        0 => 1,
-        _ => w.live_pods().filter(|p| !p.has_proxy).count(),
-    }
-}
-
-fn plaintext_callers(snapshot: &Snapshot, meshed: &[bool]) -> BTreeMap<String, Vec<usize>> {
-    let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (ns, positions) in Index::ranges(&snapshot.workloads, |w| &w.meta.namespace) {
-        if let Some(list) = plaintext_callers_in(snapshot, meshed, positions) {
-            out.insert(ns.to_string(), list);
-        }
-    }
-    out
-}
-
-/// MR301's callers among the workloads at `positions` (all of one namespace), if any.
-pub(crate) fn plaintext_callers_in(
-    snapshot: &Snapshot,
-    meshed: &[bool],
-    positions: impl IntoIterator<Item = usize>,
-) -> Option<Vec<usize>> {
-    let list: Vec<usize> = positions
-        .into_iter()
-        .filter(|i| {
-            let w = &snapshot.workloads[*i];
-            let ns = &w.meta.namespace;
-            let in_mesh = meshed[*i]
-                || snapshot.namespace(ns).map(|n| n.injection) == Some(Injection::Ambient);
-            !in_mesh && !snapshot.is_system_namespace(ns) && plaintext_count(w) > 0
-        })
-        .collect();
-    (!list.is_empty()).then_some(list)
-}
-
-fn declared_ports(snapshot: &Snapshot) -> BTreeMap<i32, Vec<(usize, Protocol)>> {
-    let mut out = declared_ports_of(snapshot, 0..snapshot.services.len());
-    for uses in out.values_mut() {
-        uses.sort_by(|a, b| port_use_order(snapshot, *a, *b));
-    }
-    out
-}
-
-/// The declared non-UDP port protocols of the Services at `positions`, outside system
-/// namespaces, by port number, in position order.
-pub(crate) fn declared_ports_of(
-    snapshot: &Snapshot,
-    positions: impl IntoIterator<Item = usize>,
-) -> BTreeMap<i32, Vec<(usize, Protocol)>> {
-    let mut out: BTreeMap<i32, Vec<(usize, Protocol)>> = BTreeMap::new();
-    for i in positions {
-        let svc = &snapshot.services[i];
-        if snapshot.is_system_namespace(&svc.meta.namespace) {
-            continue;
-        }
-        for port in svc
-            .ports
-            .iter()
-            .filter(|p| !p.transport.eq_ignore_ascii_case("UDP"))
-        {
-            if let Some(p) = super::protocols::declared(port).protocol() {
-                out.entry(port.port).or_default().push((i, p));
-            }
-        }
-    }
-    out
-}
-
-/// The order MR204 lists a port's uses in: that of `Service <namespace>/<name>: <protocol>`
-/// as text, compared without being formatted.
-pub(crate) fn port_use_order(
-    snapshot: &Snapshot,
-    (a, pa): (usize, Protocol),
-    (b, pb): (usize, Protocol),
-) -> std::cmp::Ordering {
-    let text = |i: usize, p: Protocol| {
-        let meta = &snapshot.services[i].meta;
-        meta.namespace
-            .bytes()
-            .chain(*b"/")
-            .chain(meta.name.bytes())
-            .chain(*b": ")
-            .chain(p.as_str().bytes())
-    };
-    text(a, pa).cmp(text(b, pb))
-}
-
 /// A Service port resolved to the container port it reaches in one workload.
 #[derive(Debug, Clone, Copy)]
 pub struct ResolvedPort<'a> {
     pub container: &'a Container,
     pub number: i32,
     pub name: Option<&'a str>,
-}
-
-fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 impl<'a> Context<'a> {
@@ -271,9 +73,14 @@ impl<'a> Context<'a> {
         &self.index
     }
 
-    /// Positions of a namespace's objects in one of the index's maps.
-    fn positions<'m>(map: &'m Positions<String>, namespace: &str) -> &'m [usize] {
-        map.get(namespace).map_or(&[], Vec::as_slice)
+    /// Where a namespace's objects sit in one of the snapshot's lists.
+    fn range(ranges: &Ranges, namespace: &str) -> Range<usize> {
+        ranges.get(namespace).cloned().unwrap_or_default()
+    }
+
+    /// Positions filed under a key (a host, or a namespace for PeerAuthentications).
+    fn positions<'m>(map: &'m Positions<String>, host: &str) -> &'m [usize] {
+        map.get(host).map_or(&[], Vec::as_slice)
     }
 
     /// The checked namespaces, in order.
@@ -300,24 +107,19 @@ impl<'a> Context<'a> {
     pub fn workloads(&self) -> impl Iterator<Item = (usize, &'a Workload)> + '_ {
         let workloads = &self.snapshot.workloads;
         self.checked_namespaces()
-            .flat_map(|ns| Self::positions(&self.index.workloads, ns))
-            .map(move |i| (*i, &workloads[*i]))
+            .flat_map(|ns| Self::range(&self.index.workloads, ns))
+            .map(move |i| (i, &workloads[i]))
     }
 
     /// Workloads in `namespace`, checked or not, with their index.
     pub fn workloads_in(&self, namespace: &str) -> impl Iterator<Item = (usize, &'a Workload)> {
         let workloads = &self.snapshot.workloads;
-        Self::positions(&self.index.workloads, namespace)
-            .iter()
-            .map(move |i| (*i, &workloads[*i]))
+        Self::range(&self.index.workloads, namespace).map(move |i| (i, &workloads[i]))
     }
 
     /// Services in `namespace`, checked or not.
     pub fn services_in(&self, namespace: &str) -> impl Iterator<Item = &'a ServiceInfo> {
-        let services = &self.snapshot.services;
-        Self::positions(&self.index.services, namespace)
-            .iter()
-            .map(move |i| &services[*i])
+        self.snapshot.services[Self::range(&self.index.services, namespace)].iter()
     }
 
     /// DestinationRules in checked namespaces.
@@ -326,16 +128,14 @@ impl<'a> Context<'a> {
     ) -> impl Iterator<Item = &'a crate::snapshot::DestinationRuleInfo> + '_ {
         let all = &self.snapshot.destination_rules;
         self.checked_namespaces()
-            .flat_map(|ns| Self::positions(&self.index.destination_rules, ns))
-            .map(move |i| &all[*i])
+            .flat_map(|ns| &all[Self::range(&self.index.destination_rules, ns)])
     }
 
     /// VirtualServices in checked namespaces.
     pub fn virtual_services(&self) -> impl Iterator<Item = &'a VirtualServiceInfo> + '_ {
         let all = &self.snapshot.virtual_services;
         self.checked_namespaces()
-            .flat_map(|ns| Self::positions(&self.index.virtual_services, ns))
-            .map(move |i| &all[*i])
+            .flat_map(|ns| &all[Self::range(&self.index.virtual_services, ns)])
     }
 
     /// PeerAuthentications in `namespace`, oldest first.
@@ -353,8 +153,7 @@ impl<'a> Context<'a> {
     pub fn services(&self) -> impl Iterator<Item = &'a ServiceInfo> + '_ {
         let services = &self.snapshot.services;
         self.checked_namespaces()
-            .flat_map(|ns| Self::positions(&self.index.services, ns))
-            .map(move |i| &services[*i])
+            .flat_map(|ns| &services[Self::range(&self.index.services, ns)])
             .filter(|s| {
                 !s.meta
                     .labels
@@ -401,32 +200,51 @@ impl<'a> Context<'a> {
         self.index.meshed[index] || self.injection(&w.meta.namespace) == Injection::Ambient
     }
 
-    /// Workloads (anywhere) a Service selects, with their index.
+    /// Workloads (of its namespace) a Service selects, with their index.
     pub fn selected_by(&self, service: &ServiceInfo) -> Vec<(usize, &'a Workload)> {
-        let Some(selector) = &service.selector else {
-            return Vec::new();
-        };
-        self.workloads_in(&service.meta.namespace)
-            .filter(|(_, w)| {
-                selector_matches(selector, &w.template.labels)
-                    || w.pods.iter().any(|p| selector_matches(selector, &p.labels))
-            })
-            .collect()
+        let workloads = &self.snapshot.workloads;
+        match position_in(&self.snapshot.services, service) {
+            Some(s) => self.index.selected[s]
+                .iter()
+                .map(|i| (*i, &workloads[*i]))
+                .collect(),
+            // Not one of the snapshot's own: match it here.
+            None => {
+                let Some(selector) = &service.selector else {
+                    return Vec::new();
+                };
+                self.workloads_in(&service.meta.namespace)
+                    .filter(|(_, w)| {
+                        selector_matches(selector, &w.template.labels)
+                            || w.pods.iter().any(|p| selector_matches(selector, &p.labels))
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Services in the workload's namespace that select it.
     pub fn services_selecting(&self, workload: &Workload) -> Vec<&'a ServiceInfo> {
-        self.services_in(&workload.meta.namespace)
-            .filter(|s| {
-                s.selector.as_ref().is_some_and(|sel| {
-                    selector_matches(sel, &workload.template.labels)
-                        || workload
-                            .pods
-                            .iter()
-                            .any(|p| selector_matches(sel, &p.labels))
+        let services = &self.snapshot.services;
+        match position_in(&self.snapshot.workloads, workload) {
+            Some(w) => self.index.selecting[w]
+                .iter()
+                .map(|i| &services[*i])
+                .collect(),
+            // Not one of the snapshot's own: match it here.
+            None => self
+                .services_in(&workload.meta.namespace)
+                .filter(|s| {
+                    s.selector.as_ref().is_some_and(|sel| {
+                        selector_matches(sel, &workload.template.labels)
+                            || workload
+                                .pods
+                                .iter()
+                                .any(|p| selector_matches(sel, &p.labels))
+                    })
                 })
-            })
-            .collect()
+                .collect(),
+        }
     }
 
     /// The container port a Service target port reaches in a workload, if any declares it.
@@ -522,12 +340,13 @@ impl<'a> Context<'a> {
         } else {
             Self::positions(&self.index.destination_rules_by_host, fqdn).to_vec()
         };
-        positions.extend(self.index.wildcard_destination_rules.iter().filter(|i| {
-            hosts::matches(
-                &hosts::resolve(&all[**i].spec.host, &all[**i].meta.namespace),
-                fqdn,
-            )
-        }));
+        positions.extend(
+            self.index
+                .wildcard_destination_rules
+                .iter()
+                .filter(|(_, host)| hosts::matches(host, fqdn))
+                .map(|(i, _)| *i),
+        );
         positions.sort_unstable();
         positions.dedup();
         positions.into_iter().map(|i| &all[i]).collect()
@@ -543,14 +362,8 @@ impl<'a> Context<'a> {
             self.index
                 .wildcard_virtual_services
                 .iter()
-                .filter(|i| {
-                    let vs = &all[**i];
-                    vs.spec
-                        .hosts
-                        .iter()
-                        .any(|h| hosts::matches(&hosts::resolve(h, &vs.meta.namespace), fqdn))
-                })
-                .copied(),
+                .filter(|(_, hosts)| hosts.iter().any(|h| hosts::matches(h, fqdn)))
+                .map(|(i, _)| *i),
         );
         positions.sort_unstable();
         positions.dedup();

@@ -10,13 +10,16 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
 
-use super::context::{Index, plaintext_count, port_use_order};
+use super::index::{self, Index, plaintext_count, port_use_order, resolved_vs_hosts};
 use super::{CheckRequest, Finding, is_mesh_bound, run_indexed};
 use crate::istio::hosts;
 use crate::istio::mtls;
 use crate::snapshot::{
     BuildError, BuildOptions, ClusterObject, ISTIO_SYSTEM_NAMESPACE, Meta, Snapshot,
 };
+
+/// Declared port protocols by port number: (service position, protocol).
+type PortUses = std::collections::BTreeMap<i32, Vec<(usize, crate::istio::protocol::Protocol)>>;
 
 /// A snapshot kept with its index, updated one namespace at a time.
 #[derive(Clone, Debug)]
@@ -75,10 +78,11 @@ fn cross_facts(snapshot: &Snapshot, index: &Index, namespace: &str) -> CrossFact
     let ports = index
         .services
         .get(namespace)
+        .cloned()
         .into_iter()
         .flatten()
         .flat_map(|i| {
-            let svc = &services[*i];
+            let svc = &services[i];
             svc.ports.iter().filter_map(|p| {
                 let protocol = super::protocols::declared(p).protocol()?;
                 (!p.transport.eq_ignore_ascii_case("UDP"))
@@ -110,22 +114,31 @@ fn referenced_across(snapshot: &Snapshot, index: &Index, namespace: &str) -> boo
     let vss = &snapshot.virtual_services;
     let dr_outside = |list: &Vec<usize>| list.iter().any(|i| drs[*i].meta.namespace != namespace);
     let vs_outside = |list: &Vec<usize>| list.iter().any(|i| vss[*i].meta.namespace != namespace);
-    let wildcard = dr_outside(&index.wildcard_destination_rules)
-        || vs_outside(&index.wildcard_virtual_services);
-    let own_hosts_named = index
-        .destination_rules_by_host
+    let wildcard = index
+        .wildcard_destination_rules
         .iter()
-        .filter(|(host, _)| host.ends_with(&suffix))
-        .any(|(_, list)| dr_outside(list))
+        .any(|(i, _)| drs[*i].meta.namespace != namespace)
         || index
-            .virtual_services_by_host
+            .wildcard_virtual_services
             .iter()
-            .filter(|(host, _)| host.ends_with(&suffix))
-            .any(|(_, list)| vs_outside(list));
+            .any(|(i, _)| vss[*i].meta.namespace != namespace);
+    let own_hosts_named = index
+        .hosts_by_namespace
+        .get(namespace)
+        .into_iter()
+        .flatten()
+        .any(|host| {
+            index
+                .destination_rules_by_host
+                .get(host)
+                .is_some_and(dr_outside)
+                || index
+                    .virtual_services_by_host
+                    .get(host)
+                    .is_some_and(vs_outside)
+        });
     let elsewhere = |host: &String| !hosts::resolve(host, namespace).ends_with(&suffix);
-    let in_namespace = |map: &HashMap<String, Vec<usize>>| -> Vec<usize> {
-        map.get(namespace).cloned().unwrap_or_default()
-    };
+    let in_namespace = |ranges: &index::Ranges| ranges.get(namespace).cloned().unwrap_or_default();
     let names_elsewhere = in_namespace(&index.destination_rules)
         .into_iter()
         .any(|i| elsewhere(&drs[i].spec.host))
@@ -161,18 +174,6 @@ fn insert_position(map: &mut HashMap<String, Vec<usize>>, key: String, position:
     if let Err(at) = list.binary_search(&position) {
         list.insert(at, position);
     }
-}
-
-fn resolved_vs_hosts(vs: &crate::snapshot::VirtualServiceInfo) -> Vec<String> {
-    let mut hosts: Vec<String> = vs
-        .spec
-        .hosts
-        .iter()
-        .map(|h| hosts::resolve(h, &vs.meta.namespace))
-        .collect();
-    hosts.sort();
-    hosts.dedup();
-    hosts
 }
 
 impl Incremental {
@@ -239,10 +240,15 @@ impl Incremental {
             .iter()
             .flat_map(resolved_vs_hosts)
             .collect();
-        let old_port_numbers: BTreeSet<i32> = s.services[services.clone()]
-            .iter()
-            .flat_map(|x| x.ports.iter().map(|p| p.port))
-            .collect();
+        // The namespace's port uses, and its Services' names (which order the uses), to
+        // touch only the port numbers whose uses changed.
+        let old_uses = (
+            index::declared_ports_of(s, services.clone()),
+            s.services[services.clone()]
+                .iter()
+                .map(|x| x.meta.name.clone())
+                .collect::<Vec<String>>(),
+        );
 
         let Snapshot {
             namespaces,
@@ -293,7 +299,7 @@ impl Incremental {
                 drs,
                 vss,
                 (&old_service_hosts, &old_dr_hosts, &old_vs_hosts),
-                &old_port_numbers,
+                &old_uses,
             );
         } else {
             self.index = Index::new(&self.snapshot);
@@ -316,15 +322,27 @@ impl Incremental {
         drs: Range<usize>,
         vss: Range<usize>,
         (old_service_hosts, old_dr_hosts, old_vs_hosts): (&[String], &[String], &[String]),
-        old_port_numbers: &BTreeSet<i32>,
+        (old_uses, old_names): &(PortUses, Vec<String>),
     ) {
         let s = &self.snapshot;
         let index = &mut self.index;
         for i in workloads.clone() {
-            index.meshed[i] = super::context::workload_meshed(s, &s.workloads[i]);
+            index.meshed[i] = index::workload_meshed(s, &s.workloads[i]);
         }
+        // Selection stays within the namespace.
+        index.select_in(s, services.clone(), workloads.clone());
         // Plaintext callers: the namespace's entry anew.
-        let fresh = super::context::plaintext_callers_in(s, &index.meshed, workloads);
+        let fresh = index::plaintext_callers_in(s, &index.meshed, workloads.clone());
+        let outside = &mut index.plaintext_outside;
+        outside.retain(|(i, _)| !workloads.contains(i));
+        if let Some(list) = fresh
+            .as_ref()
+            .filter(|_| index::calls_from_outside(s, namespace))
+        {
+            let at = outside.partition_point(|(i, _)| *i < workloads.start);
+            let counted = list.iter().map(|i| (*i, plaintext_count(&s.workloads[*i])));
+            outside.splice(at..at, counted);
+        }
         match fresh {
             Some(list) => {
                 index.plaintext.insert(namespace.to_string(), list);
@@ -337,27 +355,29 @@ impl Incremental {
         for i in services.clone() {
             insert_position(&mut index.services_by_host, s.services[i].fqdn(), i);
         }
-        // Port protocols: out with the old uses, in with the new, in MR204's order.
-        let mut numbers = old_port_numbers.clone();
-        numbers.extend(
-            s.services[services.clone()]
-                .iter()
-                .flat_map(|x| x.ports.iter().map(|p| p.port)),
-        );
-        for number in &numbers {
-            if let Some(uses) = index.ports.get_mut(number) {
-                uses.retain(|(i, _)| !services.contains(i));
+        // Port protocols: for each port number whose uses changed, out with the old ones and
+        // in with the new, in MR204's order.
+        let new_uses = index::declared_ports_of(s, services.clone());
+        let renamed = s.services[services.clone()]
+            .iter()
+            .map(|x| &x.meta.name)
+            .ne(old_names.iter());
+        let numbers: BTreeSet<i32> = old_uses.keys().chain(new_uses.keys()).copied().collect();
+        for number in numbers {
+            let new = new_uses.get(&number);
+            if !renamed && old_uses.get(&number) == new {
+                continue;
             }
-        }
-        let new_uses = super::context::declared_ports_of(s, services.clone());
-        for (number, used) in new_uses {
             let uses = index.ports.entry(number).or_default();
-            for u in used {
-                let at = uses.partition_point(|x| port_use_order(s, *x, u).is_lt());
-                uses.insert(at, u);
+            uses.retain(|(i, _)| !services.contains(i));
+            for u in new.into_iter().flatten() {
+                let at = uses.partition_point(|x| port_use_order(s, *x, *u).is_lt());
+                uses.insert(at, *u);
+            }
+            if uses.is_empty() {
+                index.ports.remove(&number);
             }
         }
-        index.ports.retain(|_, uses| !uses.is_empty());
         // PeerAuthentications: the namespace's list anew, oldest first.
         let mut pas: Vec<usize> = range_of(&s.peer_authentications, namespace, |x| {
             x.meta.namespace.as_str()
@@ -375,32 +395,39 @@ impl Incremental {
         remove_positions(&mut index.destination_rules_by_host, old_dr_hosts, &drs);
         index
             .wildcard_destination_rules
-            .retain(|i| !drs.contains(i));
+            .retain(|(i, _)| !drs.contains(i));
+        // Hosts filed before or after, to refile by namespace at the end.
+        let mut touched: Vec<String> = old_dr_hosts.iter().chain(old_vs_hosts).cloned().collect();
         for i in drs {
             let dr = &s.destination_rules[i];
             let host = hosts::resolve(&dr.spec.host, namespace);
-            if host.starts_with('*') {
-                index.wildcard_destination_rules.push(i);
+            if index::is_wildcard(&host) {
+                index.wildcard_destination_rules.push((i, host.clone()));
             }
+            touched.push(host.clone());
             insert_position(&mut index.destination_rules_by_host, host, i);
         }
         index.wildcard_destination_rules.sort_unstable();
         remove_positions(&mut index.virtual_services_by_host, old_vs_hosts, &vss);
-        index.wildcard_virtual_services.retain(|i| !vss.contains(i));
+        index
+            .wildcard_virtual_services
+            .retain(|(i, _)| !vss.contains(i));
         for i in vss {
             let vs = &s.virtual_services[i];
             if !is_mesh_bound(vs) {
                 continue;
             }
             let hosts = resolved_vs_hosts(vs);
-            if hosts.iter().any(|h| h.starts_with('*')) {
-                index.wildcard_virtual_services.push(i);
+            if hosts.iter().any(|h| index::is_wildcard(h)) {
+                index.wildcard_virtual_services.push((i, hosts.clone()));
             }
             for host in hosts {
+                touched.push(host.clone());
                 insert_position(&mut index.virtual_services_by_host, host, i);
             }
         }
         index.wildcard_virtual_services.sort_unstable();
+        index.refile_hosts(&touched);
     }
 }
 
@@ -496,18 +523,33 @@ mod tests {
     fn sorted(index: &Index) -> Vec<String> {
         let mut parts = vec![
             format!("{:?}", index.meshed),
+            format!("{:?}", index.selected),
+            format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),
+            format!("{:?}", index.plaintext_outside),
+            format!(
+                "{:?}",
+                index
+                    .hosts_by_namespace
+                    .iter()
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            ),
             format!("{:?}", index.ports),
             format!("{:?}", index.wildcard_destination_rules),
             format!("{:?}", index.wildcard_virtual_services),
         ];
-        for map in [
+        for ranges in [
             &index.workloads,
             &index.services,
-            &index.services_by_host,
-            &index.peer_authentications,
             &index.destination_rules,
             &index.virtual_services,
+        ] {
+            let ordered: std::collections::BTreeMap<_, _> = ranges.iter().collect();
+            parts.push(format!("{ordered:?}"));
+        }
+        for map in [
+            &index.services_by_host,
+            &index.peer_authentications,
             &index.destination_rules_by_host,
             &index.virtual_services_by_host,
         ] {
@@ -569,6 +611,66 @@ mod tests {
                 .expect("a Service in shop-reviews");
             extra["metadata"]["name"] = "extra".into();
             docs.push(extra);
+        });
+    }
+
+    #[test]
+    fn a_destination_rule_pointed_at_other_hosts_equals_a_full_build() {
+        // shop-checkout's rule names a host of shop-payments: moved to one of its own, the
+        // host is filed under another namespace, and cross-namespace facts changed.
+        let replaced = replaced_equals_full("shop-checkout", |docs| {
+            edit(docs, "DestinationRule", "payments-plaintext", |dr| {
+                dr["spec"]["host"] = "checkout".into();
+            })
+        });
+        assert!(!replaced.reindexed);
+        assert!(
+            replaced.cross_namespace,
+            "it named shop-payments' host before"
+        );
+        let replaced = replaced_equals_full("shop-cart", |docs| {
+            edit(docs, "DestinationRule", "cart-pool", |dr| {
+                dr["spec"]["host"] = "*.shop-reviews.svc.cluster.local".into();
+            })
+        });
+        assert!(
+            replaced.cross_namespace,
+            "a wildcard over another namespace"
+        );
+    }
+
+    #[test]
+    fn a_renamed_service_moves_among_the_port_uses() {
+        let replaced = replaced_equals_full("shop-cart", |docs| {
+            edit(docs, "Service", "cart", |svc| {
+                svc["metadata"]["name"] = "a-cart".into();
+            })
+        });
+        assert!(!replaced.reindexed);
+    }
+
+    #[test]
+    fn a_virtual_service_host_change_equals_a_full_build() {
+        replaced_equals_full("shop-orders", |docs| {
+            edit(docs, "VirtualService", "orders", |vs| {
+                vs["spec"]["hosts"] =
+                    serde_json::json!(["orders", "reviews.shop-reviews.svc.cluster.local"]);
+            })
+        });
+    }
+
+    #[test]
+    fn a_relabelled_template_changes_what_services_select() {
+        replaced_equals_full("shop-cart", |docs| {
+            for doc in docs.iter_mut().filter(|d| namespace_of(d) == "shop-cart") {
+                if doc["kind"] == "Deployment" {
+                    doc["spec"]["template"]["metadata"]["labels"] =
+                        serde_json::json!({"app": "other"});
+                }
+                if doc["kind"] == "Pod" {
+                    doc["metadata"]["labels"] = serde_json::json!({"app": "other"});
+                }
+            }
         });
     }
 

@@ -3,6 +3,7 @@
 mod catalogue;
 mod context;
 mod incremental;
+mod index;
 mod injection;
 mod lifecycle;
 mod listeners;
@@ -21,8 +22,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use catalogue::{Code, Family, Severity, UnknownCode};
-pub use context::{Context, Index};
+pub use context::Context;
 pub use incremental::{Incremental, IncrementalError, Replaced};
+pub use index::Index;
 // Read by the remediation planner, which mitigates exactly what these checks find.
 pub use retries::{is_mesh_bound, virtual_services_for};
 pub use timeouts::{KeepAliveSource, Mismatch, keep_alive_mismatch, recommended_idle_timeout};
@@ -89,7 +91,10 @@ impl Findings {
 
 /// Runs every check on the requested namespaces. Findings come sorted, most severe first.
 pub fn run(snapshot: &Snapshot, request: &CheckRequest) -> Vec<Finding> {
-    run_in(&Context::new(snapshot, request))
+    // Through the index rather than `Context::new`, so the mTLS policies borrow the index's
+    // arrangement instead of arranging them a second time.
+    let index = Index::new(snapshot);
+    run_indexed(snapshot, &index, request)
 }
 
 /// [`run`] with an [`Index`] of `snapshot` made earlier: a run on one namespace then reads only

@@ -3,11 +3,12 @@
 use crate::checks::listed;
 use std::collections::BTreeSet;
 
-use super::context::{plaintext_count, pods_phrase};
+use super::context::pods_phrase;
+use super::index::plaintext_count;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::{ClientTls, MtlsMode, TrafficPolicy};
 use crate::istio::mtls::{Scope, has_selector, selects};
-use crate::snapshot::{DestinationRuleInfo, Injection, PeerAuthenticationInfo, Workload};
+use crate::snapshot::{DestinationRuleInfo, PeerAuthenticationInfo, Workload};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
     strict_with_plaintext_clients(cx, out);
@@ -31,12 +32,11 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
     let index = cx.index();
     let workloads = &cx.snapshot.workloads;
     let outside: Vec<&Workload> = index
-        .plaintext
+        .plaintext_outside
         .iter()
-        .filter(|(ns, _)| !matches!(cx.injection(ns), Injection::Enabled | Injection::Ambient))
-        .flat_map(|(_, list)| list.iter().map(|i| &workloads[*i]))
+        .map(|(i, _)| &workloads[*i])
         .collect();
-    let outside_pods: usize = outside.iter().map(|c| plaintext_count(c)).sum();
+    let outside_pods: usize = index.plaintext_outside.iter().map(|(_, pods)| pods).sum();
     for (i, w) in cx.workloads() {
         if !cx.meshed(i) {
             continue;

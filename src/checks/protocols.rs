@@ -159,11 +159,14 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
     );
 }
 
+/// One Service port reaching a target port: (Service name, port number, protocol).
+type TargetUse<'a> = (&'a str, i32, Option<Protocol>);
+
 /// MR203: Services selecting the same pods must agree on each target port.
 fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
     for (_, w) in cx.workloads().filter(|(i, _)| cx.meshed_or_prospective(*i)) {
         // container port -> (service, service port, protocol)
-        let mut by_target: BTreeMap<i32, Vec<(String, i32, Option<Protocol>)>> = BTreeMap::new();
+        let mut by_target: BTreeMap<i32, Vec<TargetUse>> = BTreeMap::new();
         for svc in cx.services_selecting(w) {
             for port in svc.ports.iter().filter(|p| !is_udp(p)) {
                 let number = match cx.resolve_target(w, &port.target_port) {
@@ -174,7 +177,7 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
                     },
                 };
                 by_target.entry(number).or_default().push((
-                    svc.meta.name.clone(),
+                    svc.meta.name.as_str(),
                     port.port,
                     declared(port).protocol(),
                 ));
@@ -182,8 +185,12 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
         }
         let mut problems = Vec::new();
         for (target, uses) in &by_target {
-            let protocols: BTreeSet<Option<Protocol>> = uses.iter().map(|u| u.2).collect();
-            let ports: BTreeSet<i32> = uses.iter().map(|u| u.1).collect();
+            let two_protocols = uses.iter().any(|u| u.2 != uses[0].2);
+            let two_ports = uses.iter().any(|u| u.1 != uses[0].1);
+            if !two_protocols && !two_ports {
+                // Most target ports: no message to write.
+                continue;
+            }
             let list = uses
                 .iter()
                 .map(|(svc, port, p)| {
@@ -194,9 +201,9 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
-            if protocols.len() > 1 {
+            if two_protocols {
                 problems.push(format!("target port {target} gets two protocols ({list})"));
-            } else if ports.len() > 1 {
+            } else {
                 problems.push(format!(
                     "target port {target} is reached through different ports ({list})"
                 ));
@@ -231,11 +238,41 @@ fn listener_class(p: Protocol) -> &'static str {
 /// How many of the other namespaces' Services MR204 names before "and N more".
 const MR204_LISTED: usize = 5;
 
+/// A port number's uses in one listener class (the other than the asking Service's), in the
+/// order MR204 lists them.
+struct OtherClass {
+    count: usize,
+    /// The first of them, read so far.
+    read: Vec<(usize, Protocol)>,
+    /// Where in the port's uses reading goes on.
+    next: usize,
+}
+
+impl OtherClass {
+    /// The first `n` (or all, when fewer), reading on through `uses` as far as needed.
+    fn first(
+        &mut self,
+        n: usize,
+        uses: &[(usize, Protocol)],
+        asking: &str,
+    ) -> &[(usize, Protocol)] {
+        while self.read.len() < n && self.next < uses.len() {
+            let (o, q) = uses[self.next];
+            if listener_class(q) != asking {
+                self.read.push((o, q));
+            }
+            self.next += 1;
+        }
+        &self.read[..n.min(self.read.len())]
+    }
+}
+
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     let services = &cx.snapshot.services;
-    // Per port number, how many uses each listener class has cluster-wide.
-    let mut classes: HashMap<i32, BTreeMap<&str, usize>> = HashMap::new();
+    // Per port number and listener class, the port's uses in the other class: counted once
+    // per run, as every Service on the port asks, and read only as far as a message needs.
+    let mut clashing: HashMap<(i32, &str), OtherClass> = HashMap::new();
     for svc in cx.services() {
         // By port number, as a Service with two clashing ports reports the lowest.
         let mut ports: Vec<(i32, Protocol)> = svc
@@ -251,35 +288,34 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                 continue;
             };
             let ns = &svc.meta.namespace;
-            let clashes = |(o, q): &&(usize, Protocol)| {
-                &services[*o].meta.namespace != ns && listener_class(*q) != listener_class(p)
-            };
-            let counts = classes.entry(number).or_insert_with(|| {
-                let mut counts = BTreeMap::new();
-                for (_, q) in uses {
-                    *counts.entry(listener_class(*q)).or_insert(0) += 1;
-                }
-                counts
-            });
-            let elsewhere: usize = counts
-                .iter()
-                .filter(|(class, _)| **class != listener_class(p))
-                .map(|(_, n)| n)
-                .sum();
+            let class = listener_class(p);
+            let other_class = clashing
+                .entry((number, class))
+                .or_insert_with(|| OtherClass {
+                    count: uses
+                        .iter()
+                        .filter(|(_, q)| listener_class(*q) != class)
+                        .count(),
+                    read: Vec::new(),
+                    next: 0,
+                });
+            let elsewhere = other_class.count;
             let here = cx
                 .services_in(ns)
                 .flat_map(|s| s.ports.iter())
                 .filter(|o| o.port == number && !is_udp(o))
                 .filter_map(|o| declared(o).protocol())
-                .filter(|q| listener_class(*q) != listener_class(p))
+                .filter(|q| listener_class(*q) != class)
                 .count();
             let total = elsewhere - here;
             if total == 0 {
                 continue;
             }
-            let mut others: Vec<String> = uses
+            // The namespace's own `here` uses are among them: read that many more.
+            let mut others: Vec<String> = other_class
+                .first(MR204_LISTED + here, uses, class)
                 .iter()
-                .filter(clashes)
+                .filter(|(o, _)| &services[*o].meta.namespace != ns)
                 .take(MR204_LISTED)
                 .map(|(o, q)| {
                     let other = &services[*o].meta;

@@ -50,21 +50,26 @@ impl Protocol {
         matches!(self, Protocol::Tcp | Protocol::Tls)
     }
 
+    /// Case-insensitively, without allocating: this runs for every Service port, many times
+    /// per analysis.
     fn parse(text: &str) -> Option<Protocol> {
-        Some(match text.to_ascii_lowercase().as_str() {
-            "http" => Protocol::Http,
-            "http2" => Protocol::Http2,
-            "https" => Protocol::Https,
-            "tcp" => Protocol::Tcp,
-            "tls" => Protocol::Tls,
-            "grpc" => Protocol::Grpc,
-            "grpc-web" => Protocol::GrpcWeb,
-            "mongo" => Protocol::Mongo,
-            "mysql" => Protocol::Mysql,
-            "redis" => Protocol::Redis,
-            "udp" => Protocol::Udp,
-            _ => return None,
-        })
+        const NAMES: [(&str, Protocol); 11] = [
+            ("http", Protocol::Http),
+            ("http2", Protocol::Http2),
+            ("https", Protocol::Https),
+            ("tcp", Protocol::Tcp),
+            ("tls", Protocol::Tls),
+            ("grpc", Protocol::Grpc),
+            ("grpc-web", Protocol::GrpcWeb),
+            ("mongo", Protocol::Mongo),
+            ("mysql", Protocol::Mysql),
+            ("redis", Protocol::Redis),
+            ("udp", Protocol::Udp),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(text))
+            .map(|(_, p)| *p)
     }
 }
 
@@ -107,12 +112,16 @@ impl Declared {
 /// The protocol named by a port name or `appProtocol`: `grpc-web` as a prefix, else the text
 /// before the first `-`, case-insensitively (Istio's `ConvertProtocol`).
 pub fn parse_prefix(text: &str) -> Option<Protocol> {
-    let lower = text.to_ascii_lowercase();
     // `grpc-web` contains the separator itself, so Istio matches it as a prefix first.
-    if lower.starts_with("grpc-web") {
+    let grpc_web = b"grpc-web";
+    if text
+        .as_bytes()
+        .get(..grpc_web.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(grpc_web))
+    {
         return Some(Protocol::GrpcWeb);
     }
-    Protocol::parse(lower.split('-').next().unwrap_or_default())
+    Protocol::parse(text.split('-').next().unwrap_or_default())
 }
 
 /// Kubernetes' standard appProtocol names, honoured only in `appProtocol`.

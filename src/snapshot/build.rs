@@ -105,12 +105,14 @@ pub(super) fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .or_else(|| owners.first())
 }
 
-fn template_of(template: &PodTemplateSpec) -> PodTemplate {
-    let meta = template.metadata.clone().unwrap_or_default();
+/// Takes the template out of its (owned) workload object: pod specs are large, so they are
+/// moved, never cloned.
+fn template_of(template: PodTemplateSpec) -> PodTemplate {
+    let meta = template.metadata.unwrap_or_default();
     PodTemplate {
         labels: meta.labels.unwrap_or_default(),
         annotations: meta.annotations.unwrap_or_default(),
-        spec: template.spec.clone().unwrap_or_default(),
+        spec: template.spec.unwrap_or_default(),
     }
 }
 
@@ -188,7 +190,7 @@ impl SnapshotBuilder {
         }
     }
 
-    fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<&PodTemplateSpec>) {
+    fn workload(&mut self, kind: &str, meta: &ObjectMeta, template: Option<PodTemplateSpec>) {
         let meta = meta_of(meta, &self.options.default_namespace);
         let key = (meta.namespace.clone(), kind.to_string(), meta.name.clone());
         let template = template.map(template_of);
@@ -233,33 +235,27 @@ impl SnapshotBuilder {
             }
             ClusterObject::CachedPod(pod) => self.pods.push(pod),
             ClusterObject::ReplicaSet(rs) => {
-                let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
                 if !self.owned("ReplicaSet", &rs.metadata, &["Deployment"]) {
+                    let template = rs.spec.and_then(|s| s.template);
                     self.workload("ReplicaSet", &rs.metadata, template);
                 }
             }
-            ClusterObject::Deployment(d) => self.workload(
-                "Deployment",
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-            ),
-            ClusterObject::StatefulSet(s) => self.workload(
-                "StatefulSet",
-                &s.metadata,
-                s.spec.as_ref().map(|s| &s.template),
-            ),
-            ClusterObject::DaemonSet(d) => self.workload(
-                "DaemonSet",
-                &d.metadata,
-                d.spec.as_ref().map(|s| &s.template),
-            ),
+            ClusterObject::Deployment(d) => {
+                self.workload("Deployment", &d.metadata, d.spec.map(|s| s.template))
+            }
+            ClusterObject::StatefulSet(s) => {
+                self.workload("StatefulSet", &s.metadata, s.spec.map(|s| s.template))
+            }
+            ClusterObject::DaemonSet(d) => {
+                self.workload("DaemonSet", &d.metadata, d.spec.map(|s| s.template))
+            }
             ClusterObject::Job(job) => {
                 if !self.owned("Job", &job.metadata, &["CronJob"]) {
-                    self.workload("Job", &job.metadata, job.spec.as_ref().map(|s| &s.template));
+                    self.workload("Job", &job.metadata, job.spec.map(|s| s.template));
                 }
             }
             ClusterObject::CronJob(cron) => {
-                let template = cron.spec.job_template.spec.as_ref().map(|s| &s.template);
+                let template = cron.spec.job_template.spec.map(|s| s.template);
                 self.workload("CronJob", &cron.metadata, template)
             }
             ClusterObject::Service(svc) => self.service(svc.into()),
