@@ -46,7 +46,7 @@ kc get meshreadiness -n shop-payments -o jsonpath='{range .items[*].status.findi
 echo
 echo "==> Events it recorded"
 kc get events.events.k8s.io -n shop-payments --field-selector reportingController=meshready \
-  -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.kind,NOTE:.note --no-headers | cut -c1-150 | head -12
+  -o custom-columns=TYPE:.type,REASON:.reason,OBJECT:.regarding.kind,NOTE:.note --no-headers | cut -c1-150 | sed -n 1,12p
 echo
 echo "==> remediations (DryRun: listed in status, nothing written)"
 kc get meshreadiness -A -o jsonpath='{range .items[*]}{range .status.remediations[*]}{.state}{" "}{.kind}{" "}{.namespace}{"/"}{.name}{" ("}{.reason}{")\n"}{end}{end}'
