@@ -1,9 +1,10 @@
 //! 2xx: does every Service port say which protocol it speaks, consistently?
 
 use crate::checks::listed;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
+use super::index::{HashMap, HashMapExt};
 use super::{Code, Context, Findings};
 use crate::istio::protocol::{self, Declared, Protocol};
 use crate::snapshot::{ServiceInfo, ServicePortInfo};
