@@ -244,8 +244,6 @@ const MR204_LISTED: usize = 5;
 /// order MR204 lists them.
 struct OtherClass<'a> {
     count: usize,
-    /// How many of them each namespace has: those a Service of that namespace leaves out.
-    by_namespace: HashMap<&'a str, usize>,
     /// The list most Services on the port write: the first [`MR204_LISTED`] uses, as text,
     /// written once (thousands of Services share a port number), with their namespaces.
     common: String,
@@ -258,17 +256,12 @@ struct OtherClass<'a> {
 
 impl<'a> OtherClass<'a> {
     fn new(services: &'a [ServiceInfo], uses: &[(usize, Protocol)], asking: &str) -> Self {
-        let mut by_namespace: HashMap<&str, usize> = HashMap::new();
-        let mut count = 0;
-        for (o, _) in uses.iter().filter(|(_, q)| listener_class(*q) != asking) {
-            count += 1;
-            *by_namespace
-                .entry(services[*o].meta.namespace.as_str())
-                .or_default() += 1;
-        }
+        let count = uses
+            .iter()
+            .filter(|(_, q)| listener_class(*q) != asking)
+            .count();
         let mut other = OtherClass {
             count,
-            by_namespace,
             common: String::new(),
             common_namespaces: Vec::new(),
             read: Vec::new(),
@@ -329,6 +322,9 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     // Per port number and listener class, the port's uses in the other class: counted once
     // per run, as every Service on the port asks, and read only as far as a message needs.
     let mut clashing: HashMap<(i32, &str), OtherClass> = HashMap::new();
+    // The declared ports of the namespace the Services at hand are in (they come namespace by
+    // namespace), parsed once for all its Services rather than once per Service and port.
+    let mut namespace_ports: (&str, Vec<(i32, Protocol)>) = ("", Vec::new());
     for svc in cx.services() {
         // By port number, as a Service with two clashing ports reports the lowest.
         let mut ports: Vec<(i32, Protocol)> = svc
@@ -344,13 +340,25 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                 continue;
             };
             let ns = svc.meta.namespace.as_str();
+            if namespace_ports.1.is_empty() || namespace_ports.0 != ns {
+                namespace_ports = (
+                    ns,
+                    cx.services_in(ns)
+                        .flat_map(|s| s.ports.iter())
+                        .filter(|o| !is_udp(o))
+                        .filter_map(|o| Some((o.port, declared(o).protocol()?)))
+                        .collect(),
+                );
+            }
             let class = listener_class(p);
             let other_class = clashing
                 .entry((number, class))
                 .or_insert_with(|| OtherClass::new(services, uses, class));
-            // The index's uses are those of every Service outside system namespaces, and
-            // this one's namespace is checked, so its own uses are all among them.
-            let here = other_class.by_namespace.get(ns).copied().unwrap_or(0);
+            let here = namespace_ports
+                .1
+                .iter()
+                .filter(|(n, q)| *n == number && listener_class(*q) != class)
+                .count();
             let total = other_class.count - here;
             if total == 0 {
                 continue;
