@@ -7,7 +7,9 @@
 //! port protocols, Istio objects elsewhere naming its hosts): [`Replaced::cross_namespace`] says
 //! when such a fact changed, so the caller re-checks them as well.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use super::index::HashMap;
 use std::ops::Range;
 
 use super::index::{self, Index, plaintext_count, port_use_order, resolved_vs_hosts};

@@ -1,7 +1,7 @@
 //! The [`Index`]: lookups over a snapshot that spare the checks scans of the whole cluster,
 //! built once per run or kept between runs by an incremental analysis.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use crate::istio::hosts;
@@ -9,6 +9,11 @@ use crate::istio::mtls::{self, PoliciesByNamespace};
 use crate::istio::protocol::Protocol;
 use crate::istio::sidecar;
 use crate::snapshot::{Injection, Labels, Snapshot, Workload};
+
+/// The hash map of the index and the checks: keys are namespaces, hosts and small tuples, read
+/// many times per run, where std's SipHash cost more than the lookups themselves.
+pub(crate) type HashMap<K, V> = foldhash::HashMap<K, V>;
+pub(crate) use foldhash::HashMapExt;
 
 /// Positions into one of the snapshot's lists, by a key.
 pub(crate) type Positions<K> = HashMap<K, Vec<usize>>;

@@ -111,8 +111,9 @@ fn run_in(cx: &Context) -> Vec<Finding> {
     mtls::check(cx, &mut out);
     probes::check(cx, &mut out);
     lifecycle::check(cx, &mut out);
-    timeouts::check(cx, &mut out);
-    retries::check(cx, &mut out);
+    let mismatches = timeouts::mismatches(cx);
+    timeouts::check(cx, &mismatches, &mut out);
+    retries::check(cx, &mismatches, &mut out);
     listeners::check(cx, &mut out);
     routes::check(cx, &mut out);
     let mut findings: Vec<Finding> = out

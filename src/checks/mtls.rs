@@ -2,6 +2,7 @@
 
 use crate::checks::listed;
 use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use super::context::pods_phrase;
 use super::index::plaintext_count;
@@ -37,6 +38,7 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
         .map(|(i, _)| &workloads[*i])
         .collect();
     let outside_pods: usize = index.plaintext_outside.iter().map(|(_, pods)| pods).sum();
+    let mut outside_names: Option<String> = None;
     for (i, w) in cx.workloads() {
         if !cx.meshed(i) {
             continue;
@@ -63,15 +65,14 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
         } else {
             continue;
         };
-        let names: Vec<String> = callers
-            .iter()
-            .take(3)
-            .map(|c| format!("{}/{}/{}", c.meta.namespace, c.kind, c.meta.name))
-            .collect();
-        let more = if callers.len() > 3 {
-            format!(" and {} more", callers.len() - 3)
+        // Every STRICT workload of a namespace without callers of its own lists the same
+        // callers from outside: written once.
+        let fresh;
+        let names = if std::ptr::eq(callers, &outside) {
+            outside_names.get_or_insert_with(|| callers_text(&outside))
         } else {
-            String::new()
+            fresh = callers_text(callers);
+            &fresh
         };
         let fix = if severity == Severity::Error {
             format!(
@@ -86,17 +87,32 @@ fn strict_with_plaintext_clients(cx: &Context, out: &mut Findings) {
             &w.kind,
             &w.meta,
             format!(
-                "{}/{} requires mTLS (STRICT from {}), but {} without a sidecar can call it ({}{more}): \
+                "{}/{} requires mTLS (STRICT from {}), but {} without a sidecar can call it ({}): \
                  their plaintext connections are reset (503, \"upstream connect error or disconnect/reset \
                  before headers\"). Fix: {fix}.",
                 w.kind,
                 w.meta.name,
                 scope_phrase(effective.scope, effective.policy.as_deref()),
                 pods_phrase(pods),
-                names.join(", "),
+                names,
             ),
         );
     }
+}
+
+/// The first three callers, `namespace/kind/name` joined by ", ", then " and N more".
+fn callers_text(callers: &[&Workload]) -> String {
+    let mut text = String::new();
+    for (i, c) in callers.iter().take(3).enumerate() {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        let _ = write!(text, "{}/{}/{}", c.meta.namespace, c.kind, c.meta.name);
+    }
+    if callers.len() > 3 {
+        let _ = write!(text, " and {} more", callers.len() - 3);
+    }
+    text
 }
 
 /// Every client TLS mode a DestinationRule sets: top level, per port, per subset.

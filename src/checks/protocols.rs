@@ -1,8 +1,10 @@
 //! 2xx: does every Service port say which protocol it speaks, consistently?
 
 use crate::checks::listed;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
+use super::index::{HashMap, HashMapExt};
 use super::{Code, Context, Findings};
 use crate::istio::protocol::{self, Declared, Protocol};
 use crate::snapshot::{ServiceInfo, ServicePortInfo};
@@ -240,15 +242,40 @@ const MR204_LISTED: usize = 5;
 
 /// A port number's uses in one listener class (the other than the asking Service's), in the
 /// order MR204 lists them.
-struct OtherClass {
+struct OtherClass<'a> {
     count: usize,
+    /// The list most Services on the port write: the first [`MR204_LISTED`] uses, as text,
+    /// written once (thousands of Services share a port number), with their namespaces.
+    common: String,
+    common_namespaces: Vec<&'a str>,
     /// The first of them, read so far.
     read: Vec<(usize, Protocol)>,
     /// Where in the port's uses reading goes on.
     next: usize,
 }
 
-impl OtherClass {
+impl<'a> OtherClass<'a> {
+    fn new(services: &'a [ServiceInfo], uses: &[(usize, Protocol)], asking: &str) -> Self {
+        let count = uses
+            .iter()
+            .filter(|(_, q)| listener_class(*q) != asking)
+            .count();
+        let mut other = OtherClass {
+            count,
+            common: String::new(),
+            common_namespaces: Vec::new(),
+            read: Vec::new(),
+            next: 0,
+        };
+        let first: Vec<(usize, Protocol)> = other.first(MR204_LISTED, uses, asking).to_vec();
+        other.common_namespaces = first
+            .iter()
+            .map(|(o, _)| services[*o].meta.namespace.as_str())
+            .collect();
+        write_uses(&mut other.common, services, first.iter());
+        other
+    }
+
     /// The first `n` (or all, when fewer), reading on through `uses` as far as needed.
     fn first(
         &mut self,
@@ -267,12 +294,37 @@ impl OtherClass {
     }
 }
 
+/// `Service <namespace>/<name>: <protocol>` for each use, joined by ", ", a repeat of the one
+/// before left out.
+fn write_uses<'a>(
+    out: &mut String,
+    services: &[ServiceInfo],
+    uses: impl Iterator<Item = &'a (usize, Protocol)>,
+) {
+    let mut last: Option<(&str, &str, Protocol)> = None;
+    for (o, q) in uses {
+        let meta = &services[*o].meta;
+        let this = (meta.namespace.as_str(), meta.name.as_str(), *q);
+        if last == Some(this) {
+            continue;
+        }
+        if last.is_some() {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "Service {}/{}: {q}", this.0, this.1);
+        last = Some(this);
+    }
+}
+
 /// MR204: one port number, different protocols in different namespaces.
 fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
     let services = &cx.snapshot.services;
     // Per port number and listener class, the port's uses in the other class: counted once
     // per run, as every Service on the port asks, and read only as far as a message needs.
     let mut clashing: HashMap<(i32, &str), OtherClass> = HashMap::new();
+    // The declared ports of the namespace the Services at hand are in (they come namespace by
+    // namespace), parsed once for all its Services rather than once per Service and port.
+    let mut namespace_ports: (&str, Vec<(i32, Protocol)>) = ("", Vec::new());
     for svc in cx.services() {
         // By port number, as a Service with two clashing ports reports the lowest.
         let mut ports: Vec<(i32, Protocol)> = svc
@@ -287,59 +339,71 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             let Some(uses) = cx.index().ports.get(&number) else {
                 continue;
             };
-            let ns = &svc.meta.namespace;
+            let ns = svc.meta.namespace.as_str();
+            if namespace_ports.1.is_empty() || namespace_ports.0 != ns {
+                namespace_ports = (
+                    ns,
+                    cx.services_in(ns)
+                        .flat_map(|s| s.ports.iter())
+                        .filter(|o| !is_udp(o))
+                        .filter_map(|o| Some((o.port, declared(o).protocol()?)))
+                        .collect(),
+                );
+            }
             let class = listener_class(p);
             let other_class = clashing
                 .entry((number, class))
-                .or_insert_with(|| OtherClass {
-                    count: uses
-                        .iter()
-                        .filter(|(_, q)| listener_class(*q) != class)
-                        .count(),
-                    read: Vec::new(),
-                    next: 0,
-                });
-            let elsewhere = other_class.count;
-            let here = cx
-                .services_in(ns)
-                .flat_map(|s| s.ports.iter())
-                .filter(|o| o.port == number && !is_udp(o))
-                .filter_map(|o| declared(o).protocol())
-                .filter(|q| listener_class(*q) != class)
+                .or_insert_with(|| OtherClass::new(services, uses, class));
+            let here = namespace_ports
+                .1
+                .iter()
+                .filter(|(n, q)| *n == number && listener_class(*q) != class)
                 .count();
-            let total = elsewhere - here;
+            let total = other_class.count - here;
             if total == 0 {
                 continue;
             }
-            // The namespace's own `here` uses are among them: read that many more.
-            let mut others: Vec<String> = other_class
-                .first(MR204_LISTED + here, uses, class)
-                .iter()
-                .filter(|(o, _)| &services[*o].meta.namespace != ns)
-                .take(MR204_LISTED)
-                .map(|(o, q)| {
-                    let other = &services[*o].meta;
-                    format!("Service {}/{}: {q}", other.namespace, other.name)
-                })
-                .collect();
-            others.dedup();
-            if total > MR204_LISTED {
-                others.push(format!("and {} more", total - MR204_LISTED));
+            let mut message = String::with_capacity(640);
+            let _ = write!(
+                message,
+                "Service {} declares port {number} as {p}, but other namespaces declare it differently (",
+                svc.meta.name
+            );
+            let listed_start = message.len();
+            if other_class.common_namespaces.contains(&ns) {
+                // The namespace's own `here` uses are among them: read that many more.
+                let first = other_class.first(MR204_LISTED + here, uses, class);
+                write_uses(
+                    &mut message,
+                    services,
+                    first
+                        .iter()
+                        .filter(|(o, _)| services[*o].meta.namespace != ns)
+                        .take(MR204_LISTED),
+                );
+            } else {
+                message.push_str(&other_class.common);
             }
+            if total > MR204_LISTED {
+                if message.len() > listed_start {
+                    message.push_str(", ");
+                }
+                let _ = write!(message, "and {} more", total - MR204_LISTED);
+            }
+            let _ = write!(
+                message,
+                "). Every \
+                 sidecar has one outbound listener for port {number}, so one protocol leaks into \
+                 calls to the others (HTTP parsed as TCP or the reverse, 503 or hung requests). \
+                 Fix: use one protocol per port number across namespaces, or move one Service to \
+                 another port."
+            );
             out.add(
                 Code::MR204,
                 Code::MR204.default_severity(),
                 "Service",
                 &svc.meta,
-                format!(
-                    "Service {} declares port {number} as {p}, but other namespaces declare it differently ({}). Every \
-                     sidecar has one outbound listener for port {number}, so one protocol leaks into \
-                     calls to the others (HTTP parsed as TCP or the reverse, 503 or hung requests). \
-                     Fix: use one protocol per port number across namespaces, or move one Service to \
-                     another port.",
-                    svc.meta.name,
-                    others.join(", "),
-                ),
+                message,
             );
         }
     }

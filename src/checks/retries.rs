@@ -2,18 +2,20 @@
 //! without dropping Istio's defaults or replaying non-idempotent requests?
 
 use super::protocols::declared;
-use super::timeouts::keep_alive_mismatch;
+use super::timeouts::Mismatch;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::HttpRoute;
 use crate::checks::listed;
 use crate::istio::retry::{IDEMPOTENT_METHODS, RetryPolicy};
 use crate::snapshot::{ServiceInfo, VirtualServiceInfo};
+use std::fmt::Write as _;
 
 /// EnvoyFilter targets that change listeners, where resets become likelier.
 const LISTENER_PATCHES: [&str; 3] = ["LISTENER", "NETWORK_FILTER", "FILTER_CHAIN"];
 
-pub(super) fn check(cx: &Context, out: &mut Findings) {
-    missing_reset(cx, out);
+/// `mismatches`: MR601's verdict for each of `cx.services()`, in order (MR701's severity).
+pub(super) fn check(cx: &Context, mismatches: &[Option<Mismatch>], out: &mut Findings) {
+    missing_reset(cx, mismatches, out);
     for vs in cx.virtual_services() {
         replaces_defaults(cx, vs, out);
         non_idempotent(vs, out);
@@ -61,8 +63,12 @@ fn listener_envoy_filter(cx: &Context, namespace: &str) -> Option<String> {
         .map(|ef| format!("{}/{}", ef.meta.namespace, ef.meta.name))
 }
 
-fn missing_reset(cx: &Context, out: &mut Findings) {
-    for svc in cx.services().filter(|s| is_http_host(s)) {
+fn missing_reset(cx: &Context, mismatches: &[Option<Mismatch>], out: &mut Findings) {
+    for (svc, mismatch) in cx
+        .services()
+        .zip(mismatches)
+        .filter(|(s, _)| is_http_host(s))
+    {
         let vss = virtual_services_for(cx, svc);
         let routes: Vec<&HttpRoute> = vss.iter().flat_map(|vs| vs.spec.http.iter()).collect();
         if !routes.is_empty()
@@ -72,35 +78,47 @@ fn missing_reset(cx: &Context, out: &mut Findings) {
         {
             continue;
         }
-        let mismatch = keep_alive_mismatch(cx, svc).filter(|m| m.severity == Severity::Warning);
+        let mismatch = mismatch
+            .as_ref()
+            .filter(|m| m.severity == Severity::Warning);
         let envoy_filter = listener_envoy_filter(cx, &svc.meta.namespace);
-        let (severity, aggravation) = match (&mismatch, &envoy_filter) {
-            (Some(_), _) => (Severity::Warning, " Its keep-alive is not above the proxy idle timeout (MR601), so resets will happen.".to_string()),
-            (None, Some(ef)) => (Severity::Warning, format!(" EnvoyFilter {ef} patches listeners, which makes resets likelier.")),
-            (None, None) => (Severity::Info, String::new()),
+        let severity = if mismatch.is_some() || envoy_filter.is_some() {
+            Severity::Warning
+        } else {
+            Severity::Info
         };
-        let now = if vss.is_empty() {
-            "no VirtualService routes it, so Istio's default retryOn (connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes) applies".to_string()
+        // Written into one String: thousands of Services get this message.
+        let mut message = String::with_capacity(640);
+        let _ = write!(message, "Service {}: ", svc.meta.name);
+        if vss.is_empty() {
+            message.push_str("no VirtualService routes it, so Istio's default retryOn (connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes) applies");
         } else {
             let names: Vec<&str> = vss.iter().map(|v| v.meta.name.as_str()).collect();
-            format!(
+            let _ = write!(
+                message,
                 "VirtualService {} has routes whose retries do not include reset",
                 listed(&names, ", ")
-            )
-        };
-        out.add(
-            Code::MR701,
-            severity,
-            "Service",
-            &svc.meta,
-            format!(
-                "Service {}: {now}, so a request on a connection the app reset fails with 503 \
-                 (\"upstream connect error or disconnect/reset before headers\", flag UC/URX).{aggravation} \
-                 Fix: retries with retryOn: connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset \
-                 on routes limited to idempotent methods, and reset-before-request on the others.",
-                svc.meta.name,
-            ),
+            );
+        }
+        message.push_str(
+            ", so a request on a connection the app reset fails with 503 \
+             (\"upstream connect error or disconnect/reset before headers\", flag UC/URX).",
         );
+        match (mismatch, &envoy_filter) {
+            (Some(_), _) => message.push_str(" Its keep-alive is not above the proxy idle timeout (MR601), so resets will happen."),
+            (None, Some(ef)) => {
+                let _ = write!(
+                    message,
+                    " EnvoyFilter {ef} patches listeners, which makes resets likelier."
+                );
+            }
+            (None, None) => {}
+        }
+        message.push_str(
+            " Fix: retries with retryOn: connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes,reset \
+             on routes limited to idempotent methods, and reset-before-request on the others.",
+        );
+        out.add(Code::MR701, severity, "Service", &svc.meta, message);
     }
 }
 

@@ -57,9 +57,13 @@ fn image_repository(image: &str) -> &str {
 }
 
 fn app_keep_alive(cx: &Context, svc: &ServiceInfo) -> Option<(Duration, KeepAliveSource)> {
-    let key = (svc.meta.namespace.clone(), svc.meta.name.clone());
-    if let Some(timeout) = cx.request.app_idle_timeouts.get(&key) {
-        return Some((*timeout, KeepAliveSource::Spec));
+    // The key is owned: build it only when the request names some Services.
+    let spec = &cx.request.app_idle_timeouts;
+    if !spec.is_empty() {
+        let key = (svc.meta.namespace.clone(), svc.meta.name.clone());
+        if let Some(timeout) = spec.get(&key) {
+            return Some((*timeout, KeepAliveSource::Spec));
+        }
     }
     if let Some(timeout) = svc
         .meta
@@ -127,9 +131,18 @@ pub fn keep_alive_mismatch(cx: &Context, svc: &ServiceInfo) -> Option<Mismatch> 
     })
 }
 
-pub(super) fn check(cx: &Context, out: &mut Findings) {
-    for svc in cx.services() {
-        let Some(m) = keep_alive_mismatch(cx, svc) else {
+/// [`keep_alive_mismatch`] for each of `cx.services()`, in order: MR601 reports them and MR701
+/// reads them for its severity, so they are worked out once.
+pub(super) fn mismatches(cx: &Context) -> Vec<Option<Mismatch>> {
+    cx.services()
+        .map(|svc| keep_alive_mismatch(cx, svc))
+        .collect()
+}
+
+/// `mismatches`: from [`mismatches`].
+pub(super) fn check(cx: &Context, mismatches: &[Option<Mismatch>], out: &mut Findings) {
+    for (svc, m) in cx.services().zip(mismatches) {
+        let Some(m) = m else {
             continue;
         };
         let source = match &m.source {

@@ -3,7 +3,17 @@
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 pub fn service_fqdn(name: &str, namespace: &str) -> String {
-    format!("{name}.{namespace}.svc.{CLUSTER_DOMAIN}")
+    // Pushed into a String of the right size rather than formatted: every Service's host is
+    // made several times per run, and `format!` grew the String piece by piece.
+    let mut fqdn = String::with_capacity(
+        name.len() + namespace.len() + ".svc.".len() + 1 + CLUSTER_DOMAIN.len(),
+    );
+    fqdn.push_str(name);
+    fqdn.push('.');
+    fqdn.push_str(namespace);
+    fqdn.push_str(".svc.");
+    fqdn.push_str(CLUSTER_DOMAIN);
+    fqdn
 }
 
 /// The fully qualified form of a host written in an object in `namespace`, as istiod resolves

@@ -4,9 +4,9 @@
 //! (selector) > namespace > mesh; within one scope the oldest wins; `UNSET` inherits; no policy
 //! at all means PERMISSIVE. `portLevelMtls` works only on a policy with a selector.
 
+use foldhash::{HashMap, HashMapExt};
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use crate::api::istio::MtlsMode;
 use crate::snapshot::{Labels, Meta, PeerAuthenticationInfo};
@@ -72,7 +72,13 @@ fn mode_of(pa: &PeerAuthenticationInfo) -> MtlsMode {
 }
 
 fn qualified(pa: &PeerAuthenticationInfo) -> String {
-    format!("{}/{}", pa.meta.namespace, pa.meta.name)
+    // Pushed rather than formatted: made for every workload the mTLS checks read.
+    let (namespace, name) = (&pa.meta.namespace, &pa.meta.name);
+    let mut out = String::with_capacity(namespace.len() + 1 + name.len());
+    out.push_str(namespace);
+    out.push('/');
+    out.push_str(name);
+    out
 }
 
 /// Positions of PeerAuthentications by namespace, each list oldest first: the arrangement
@@ -178,18 +184,12 @@ impl<'a> MtlsPolicies<'a> {
 
     /// The mode for pods with `labels` in `namespace`, on `port` (a container port) when given.
     pub fn effective(&self, namespace: &str, labels: &Labels, port: Option<i32>) -> Effective {
-        let mut effective = Effective {
-            mode: MtlsMode::Permissive,
-            scope: Scope::Default,
-            policy: None,
-        };
-        let mut apply = |pa: &PeerAuthenticationInfo, mode: MtlsMode, scope| {
+        // The policy that decides, named only at the end: the text is made once per call,
+        // not for each policy a more specific one overrides.
+        let mut decided: Option<(&PeerAuthenticationInfo, MtlsMode, Scope)> = None;
+        let mut apply = |pa, mode: MtlsMode, scope| {
             if mode != MtlsMode::Unset {
-                effective = Effective {
-                    mode,
-                    scope,
-                    policy: Some(qualified(pa)),
-                };
+                decided = Some((pa, mode, scope));
             }
         };
         if let Some(pa) = self.mesh {
@@ -201,13 +201,25 @@ impl<'a> MtlsPolicies<'a> {
         if let Some(pa) = self.workload_policy(namespace, labels) {
             apply(pa, mode_of(pa), Scope::Workload);
             let port_mode = port
+                .filter(|_| !pa.spec.port_level_mtls.is_empty())
                 .and_then(|p| pa.spec.port_level_mtls.get(&p.to_string()))
                 .map(|m| m.mode);
             if let Some(mode) = port_mode {
                 apply(pa, mode, Scope::Port);
             }
         }
-        effective
+        match decided {
+            Some((pa, mode, scope)) => Effective {
+                mode,
+                scope,
+                policy: Some(qualified(pa)),
+            },
+            None => Effective {
+                mode: MtlsMode::Permissive,
+                scope: Scope::Default,
+                policy: None,
+            },
+        }
     }
 }
 

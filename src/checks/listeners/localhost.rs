@@ -99,9 +99,11 @@ const ADDRESS_WORDS: &[&str] = &["host", "hostname", "address", "addr", "ip", "i
 /// `HTTP_HOST` with `PORT`. A `--metrics-host` pairs only with `--metrics-port`.
 const MAIN_PREFIXES: &[&str] = &["", "bind", "listen", "server", "http", "web", "app"];
 
-/// A flag or variable name, split into lower-case words: `--bind-address` is `[bind, address]`,
-/// `SERVER_HOST` is `[server, host]`, `-Dserver.address` is `[server, address]`.
-fn name_words(name: &str) -> Vec<String> {
+/// A flag or variable name, split into words: `--bind-address` is `[bind, address]`,
+/// `SERVER_HOST` is `[SERVER, HOST]`, `-Dserver.address` is `[server, address]`. The words keep
+/// their case and are compared ignoring it: most names classify as nothing, and lower-casing
+/// every word of every flag and variable cost an allocation each.
+fn name_words(name: &str) -> Vec<&str> {
     let name = name.trim_start_matches('-');
     let name = name
         .strip_prefix('D')
@@ -109,8 +111,24 @@ fn name_words(name: &str) -> Vec<String> {
         .unwrap_or(name);
     name.split(['-', '_', '.'])
         .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
         .collect()
+}
+
+/// Whether `word` is one of `list` (lower-case), ignoring case.
+fn is_one_of(word: &str, list: &[&str]) -> bool {
+    list.iter().any(|l| word.eq_ignore_ascii_case(l))
+}
+
+/// The lower-case words joined by `-`: the prefix that pairs hosts with ports.
+fn prefix_of(words: &[&str]) -> String {
+    let mut prefix = String::new();
+    for (i, word) in words.iter().enumerate() {
+        if i > 0 {
+            prefix.push('-');
+        }
+        prefix.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    prefix
 }
 
 /// What a flag or variable name says about the address it holds.
@@ -128,26 +146,26 @@ enum NameKind {
 
 /// Reads a name: advertised addresses are never binds; `bind` and `listen` win over client words
 /// (`KONG_PROXY_LISTEN` is a listener); then client words; then the last word.
-fn classify(words: &[String]) -> NameKind {
-    let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+fn classify(words: &[&str]) -> NameKind {
+    let has = |list: &[&str]| words.iter().any(|w| is_one_of(w, list));
     let Some((last, rest)) = words.split_last() else {
         return NameKind::Other;
     };
-    let prefix = rest.join("-");
+    let is = |word: &str| last.eq_ignore_ascii_case(word);
     if has(ADVERTISED_WORDS) {
         return NameKind::Client;
     }
-    if has(&["bind", "listen"]) && last != "port" {
-        return NameKind::Bind(prefix);
+    if has(&["bind", "listen"]) && !is("port") {
+        return NameKind::Bind(prefix_of(rest));
     }
     if has(CLIENT_WORDS) {
         return NameKind::Client;
     }
-    if ADDRESS_WORDS.contains(&last.as_str()) || (words.len() == 1 && last == "b") {
-        return NameKind::Bind(prefix);
+    if is_one_of(last, ADDRESS_WORDS) || (words.len() == 1 && is("b")) {
+        return NameKind::Bind(prefix_of(rest));
     }
-    if last == "port" || (words.len() == 1 && last == "p") {
-        return NameKind::Port(prefix);
+    if is("port") || (words.len() == 1 && is("p")) {
+        return NameKind::Port(prefix_of(rest));
     }
     NameKind::Other
 }
@@ -326,11 +344,14 @@ impl Listening {
             };
             let words = name_words(&var.name);
             let Some(last) = words.last() else { continue };
-            if matches!(last.as_str(), "args" | "opts" | "options" | "flags") {
+            if is_one_of(last, &["args", "opts", "options", "flags"]) {
                 self.scan_args(&[value]);
                 continue;
             }
-            let kind = if words.len() == 2 && words[0] == "aspnetcore" && last == "urls" {
+            let kind = if words.len() == 2
+                && words[0].eq_ignore_ascii_case("aspnetcore")
+                && last.eq_ignore_ascii_case("urls")
+            {
                 NameKind::Bind(String::new())
             } else {
                 classify(&words)
@@ -403,16 +424,21 @@ fn unbound(source: &str) -> String {
 
 /// MR801: a container binds a port a Service targets to loopback.
 pub(super) fn binds_localhost(cx: &Context, w: &Workload, out: &mut Findings) {
+    // Most containers bind nothing to loopback: read them before finding what Services target.
+    let listenings: Vec<(&Container, Listening)> =
+        app_containers(w).map(|c| (c, Listening::of(c))).collect();
+    if listenings.iter().all(|(_, l)| l.binds.is_empty()) {
+        return;
+    }
     let targeted = targeted_ports(cx, w);
     if targeted.is_empty() {
         return;
     }
-    let single = app_containers(w).count() == 1;
+    let single = listenings.len() == 1;
     let mut hits: Vec<String> = Vec::new();
     let mut services: BTreeSet<&str> = BTreeSet::new();
     let mut fixes: BTreeSet<String> = BTreeSet::new();
-    for c in app_containers(w) {
-        let listening = Listening::of(c);
+    for (c, listening) in &listenings {
         for bind in &listening.binds {
             let ports: Vec<i32> = match bind.port {
                 Some(port) => vec![port],
