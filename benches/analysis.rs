@@ -6,6 +6,10 @@
 
 mod support;
 
+/// The allocator of the `meshready` binary (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Instant;
 
 use meshready::checks::{self, CheckRequest, Incremental};

@@ -22,6 +22,10 @@
 mod harness;
 mod support;
 
+/// The allocator of the `meshready` binary (src/main.rs), so the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 

@@ -9,6 +9,11 @@ use clap::Parser;
 use meshready::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: the checks allocate many small strings and maps, and
+/// with glibc half of a full analysis was the allocator (BENCHMARKS.md, benchmark 1).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     match &args.command {
