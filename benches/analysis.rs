@@ -2,7 +2,8 @@
 //! after one object in it changes.
 //!
 //! `cargo bench --bench analysis -- [--runs N] [--changes N] [--dump FILE] [sizes flags]`
-//! (default: the "large" cluster; `--dump` writes the full analysis's findings to FILE). Single thread: the checks run on the calling thread only.
+//! (default: the "large" cluster; `--dump` writes the full analysis's findings to FILE, from
+//! one more run outside the timing). Single thread: the checks run on the calling thread only.
 
 mod support;
 

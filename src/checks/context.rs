@@ -12,7 +12,7 @@ use crate::istio::mtls::MtlsPolicies;
 use crate::istio::sidecar;
 use crate::snapshot::{Injection, ServiceInfo, Snapshot, TargetPort, VirtualServiceInfo, Workload};
 
-use super::index::{Index, Positions, Ranges, is_wildcard, selector_matches};
+use super::index::{Index, Positions, Ranges, is_wildcard, selects};
 
 /// Where `item` sits in `list`, when it is one of the list's own elements (not a copy). The
 /// checks hand on references into the snapshot's lists, so the address says which one it is,
@@ -214,10 +214,7 @@ impl<'a> Context<'a> {
                     return Vec::new();
                 };
                 self.workloads_in(&service.meta.namespace)
-                    .filter(|(_, w)| {
-                        selector_matches(selector, &w.template.labels)
-                            || w.pods.iter().any(|p| selector_matches(selector, &p.labels))
-                    })
+                    .filter(|(_, w)| selects(selector, w))
                     .collect()
             }
         }
@@ -235,13 +232,9 @@ impl<'a> Context<'a> {
             None => self
                 .services_in(&workload.meta.namespace)
                 .filter(|s| {
-                    s.selector.as_ref().is_some_and(|sel| {
-                        selector_matches(sel, &workload.template.labels)
-                            || workload
-                                .pods
-                                .iter()
-                                .any(|p| selector_matches(sel, &p.labels))
-                    })
+                    s.selector
+                        .as_ref()
+                        .is_some_and(|sel| selects(sel, workload))
                 })
                 .collect(),
         }

@@ -287,6 +287,16 @@ pub(crate) fn selector_matches(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
+/// A Service selector selects a workload whose template or any of whose pods it matches: what
+/// [`Index::select_in`] computes for the snapshot's own, matched directly.
+pub(crate) fn selects(selector: &Labels, workload: &Workload) -> bool {
+    selector_matches(selector, &workload.template.labels)
+        || workload
+            .pods
+            .iter()
+            .any(|p| selector_matches(selector, &p.labels))
+}
+
 /// Running pods show the truth; without any, the template predicts it.
 pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
     let injection = snapshot

@@ -34,12 +34,6 @@ pub struct Loaded<Objects = Vec<ClusterObject>> {
     pub origins: BTreeMap<ObjectRef, Origin>,
 }
 
-impl<Objects> Loaded<Objects> {
-    pub fn origin(&self, object: &ObjectRef) -> Option<&Origin> {
-        self.origins.get(object)
-    }
-}
-
 /// One input to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Input {

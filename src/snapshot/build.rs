@@ -77,15 +77,20 @@ pub(super) fn meta_from(
         .map(|codes| parse_ignored(codes))
         .unwrap_or_default();
     Meta {
-        namespace: namespace
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| default_namespace.to_string()),
+        namespace: namespace_or(namespace, default_namespace),
         name,
         creation,
         labels,
         annotations,
         ignored,
     }
+}
+
+/// An object's namespace; the default one when it names none (manifest files).
+fn namespace_or(namespace: Option<String>, default_namespace: &str) -> String {
+    namespace
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or_else(|| default_namespace.to_string())
 }
 
 /// `"MR201, mr702"`: unknown codes are ignored, as a typo must not break the analysis.
@@ -160,11 +165,7 @@ impl SnapshotBuilder {
         }
     }
 
-    /// How many objects were added.
-    pub fn len(&self) -> usize {
-        self.objects
-    }
-
+    /// No object was added.
     pub fn is_empty(&self) -> bool {
         self.objects == 0
     }
@@ -176,12 +177,10 @@ impl SnapshotBuilder {
         let Some(owner) = controller_of(&pod.metadata) else {
             return CachedPod::whole(pod);
         };
-        let meta = &pod.metadata;
-        let namespace = meta
-            .namespace
-            .clone()
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| self.options.default_namespace.clone());
+        let namespace = namespace_or(
+            pod.metadata.namespace.clone(),
+            &self.options.default_namespace,
+        );
         let key = (namespace, owner.kind.clone(), owner.name.clone());
         if self.pods_seen_for.insert(key) {
             CachedPod::whole(pod)
