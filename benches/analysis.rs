@@ -1,21 +1,23 @@
 //! Benchmarks 1 and 2: full analysis of a built snapshot, and re-analysis of one namespace
 //! after one object in it changes.
 //!
-//! `cargo bench --bench analysis -- [--runs N] [--changes N] [--dump FILE] [sizes flags]`
+//! `cargo bench --bench analysis -- [--runs N] [--builds N] [--changes N] [--dump FILE] [sizes flags]`
 //! (default: the "large" cluster; `--dump` writes the full analysis's findings to FILE, from
 //! one more run outside the timing). Single thread: the checks run on the calling thread only.
 
 mod support;
 
-/// The allocator of the `meshready` binary (src/main.rs), so the figures are the binary's.
+/// The allocator of the `meshready` binary (src/main.rs), so the figures are the binary's;
+/// counted, to show what one analysis allocates.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: Counting<mimalloc::MiMalloc> = Counting(mimalloc::MiMalloc);
 
 use std::time::Instant;
 
 use meshready::checks::{self, CheckRequest, Incremental};
 use meshready::snapshot::BuildOptions;
 use serde_json::Value;
+use support::counting::{Counting, Counts};
 use support::generator::{Rng, Sizes, generate};
 use support::{Flags, Summary};
 
@@ -28,6 +30,8 @@ fn main() {
         Sizes::scaled(8)
     });
     let runs = flags.number("runs", if benching { 7 } else { 1 });
+    // Fewer builds than runs leaves a profile of benchmark 1 to the checks alone.
+    let build_runs = flags.number("builds", runs).max(1);
 
     let started = Instant::now();
     let cluster = generate(sizes);
@@ -46,7 +50,7 @@ fn main() {
 
     let mut builds = Vec::new();
     let mut snapshot = None;
-    for _ in 0..runs {
+    for _ in 0..build_runs {
         let input = objects.clone();
         let started = Instant::now();
         let built = meshready::snapshot::Snapshot::build(input, &Default::default())
@@ -63,13 +67,23 @@ fn main() {
     };
     let mut full = Vec::new();
     let mut count = 0;
+    let mut allocated = None;
     for _ in 0..runs {
-        let started = Instant::now();
+        let (counted, started) = (Counts::now(), Instant::now());
         let findings = checks::run(&snapshot, &request);
         full.push(started.elapsed());
+        allocated = Some(Counts::now().since(counted));
         count = findings.len();
     }
     println!("findings: {count}");
+    if let Some(counts) = allocated {
+        println!(
+            "allocated by one full analysis: {:.1} MB in {} allocations, {:.1} MB of it kept (the findings)",
+            counts.requested as f64 / 1e6,
+            counts.allocations,
+            counts.live as f64 / 1e6
+        );
+    }
     if let Some(path) = flags.value("dump") {
         dump(&checks::run(&snapshot, &request), path);
     }

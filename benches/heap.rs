@@ -14,8 +14,7 @@
 
 mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::alloc::System;
 
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::reflector::{self, Lookup, Store};
@@ -23,36 +22,14 @@ use kube::runtime::watcher;
 use meshready::operator::cache::{cache_pod, cache_service, project_event, strip_meta};
 use serde_json::Value;
 use support::Flags;
+use support::counting::{Counting, Counts};
 use support::generator::{Planted, Rng, application, as_served};
 
-/// Counts the bytes allocated and not yet freed.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: Counting<System> = Counting(System);
 
 fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
+    Counts::now().live
 }
 
 /// Generated Pods and Services, as served.

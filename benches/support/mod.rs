@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each program uses its own part
 
+pub mod counting;
 pub mod generator;
 
 use std::time::Duration;

@@ -254,7 +254,13 @@ impl Index {
             cuts.clear();
             cut(&keys, &workload.template.labels, &mut cuts);
             let mut count = 1;
+            let mut previous: Option<&std::sync::Arc<Labels>> = None;
             for pod in &workload.pods {
+                // The same labels as the pod before (shared by the snapshot): the same cut.
+                if previous.is_some_and(|p| std::sync::Arc::ptr_eq(p, &pod.labels)) {
+                    continue;
+                }
+                previous = Some(&pod.labels);
                 cut(&keys, &pod.labels, &mut cuts);
                 let (kept, new) = cuts.split_at(count * stride);
                 // Compared with the last few only: enough for a rollout's two ReplicaSets,

@@ -212,7 +212,7 @@ mod tests {
         assert!(!native_sidecars(&off, &[], true));
         let pod = PodState {
             name: "p".into(),
-            labels: Labels::new(),
+            labels: Default::default(),
             live: true,
             has_proxy: true,
             native_sidecar: true,

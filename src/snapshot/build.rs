@@ -2,6 +2,7 @@
 //! the mesh configuration, and drops everything the checks do not read.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::api::k8s::{ObjectMeta, OwnerReference, PodTemplateSpec, Time};
 use crate::api::keys;
@@ -372,7 +373,7 @@ impl SnapshotBuilder {
                 };
                 workload.has_template = true;
             }
-            workload.pods.push(state);
+            workload.pods.push(shared_labels(&workload.pods, state));
         }
     }
 
@@ -550,6 +551,16 @@ impl SnapshotBuilder {
     }
 }
 
+/// The pod with the labels of the workload's last pod shared, when they are the same.
+fn shared_labels(pods: &[PodState], mut pod: PodState) -> PodState {
+    if let Some(last) = pods.last()
+        && last.labels == pod.labels
+    {
+        pod.labels = Arc::clone(&last.labels);
+    }
+    pod
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -605,6 +616,9 @@ mod tests {
                         .find(|w| w.meta.name == "web-1")
                         .expect("web-1");
                     assert_eq!(web_1.pods.len(), 3);
+                    // Their labels are the same, so they are held once.
+                    let shared = &web_1.pods[0].labels;
+                    assert!(web_1.pods.iter().all(|p| Arc::ptr_eq(&p.labels, shared)));
                     web_1.template.spec.containers[0].image.clone()
                 })
                 .collect();

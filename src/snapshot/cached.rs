@@ -119,7 +119,7 @@ impl PodFacts {
     fn state(self, name: String, labels: Labels) -> PodState {
         PodState {
             name,
-            labels,
+            labels: labels.into(),
             live: self.live,
             has_proxy: self.proxy_container || self.native_sidecar,
             native_sidecar: self.native_sidecar,

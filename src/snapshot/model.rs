@@ -128,7 +128,9 @@ pub struct PodTemplate {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PodState {
     pub name: String,
-    pub labels: Labels,
+    /// Shared by the pods of one workload that carry the same labels (a ReplicaSet's all do),
+    /// so that reading them once serves them all ([`std::sync::Arc::ptr_eq`]).
+    pub labels: std::sync::Arc<Labels>,
     pub live: bool,
     /// An `istio-proxy` container (or native sidecar init container) is present.
     pub has_proxy: bool,

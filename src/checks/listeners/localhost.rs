@@ -170,6 +170,27 @@ fn classify(words: &[&str]) -> NameKind {
     NameKind::Other
 }
 
+/// Whether a value could hold a loopback address at all: `localhost` in any case, an IPv4
+/// address in 127.0.0.0/8, or an IPv6 `::1`, which is written either compressed (`::`) or with
+/// all eight groups (`0:0:0:0:0:0:0:1`, so `0:0`). Most containers name none, and this scan
+/// spares reading their flags word by word.
+fn may_hold_loopback(value: &str) -> bool {
+    value.contains("127.")
+        || value.contains("::")
+        || value.contains("0:0")
+        || value
+            .as_bytes()
+            .windows("localhost".len())
+            .any(|w| w.eq_ignore_ascii_case(b"localhost"))
+}
+
+/// Whether any of a container's command line and environment could hold a loopback address.
+fn names_loopback(c: &Container) -> bool {
+    let words = c.command.iter().flatten().chain(c.args.iter().flatten());
+    let values = c.env.iter().flatten().filter_map(|var| var.value.as_ref());
+    words.chain(values).any(|text| may_hold_loopback(text))
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())
@@ -424,6 +445,9 @@ fn unbound(source: &str) -> String {
 
 /// MR801: a container binds a port a Service targets to loopback.
 pub(super) fn binds_localhost(cx: &Context, w: &Workload, out: &mut Findings) {
+    if !app_containers(w).any(names_loopback) {
+        return;
+    }
     // Most containers bind nothing to loopback: read them before finding what Services target.
     let listenings: Vec<(&Container, Listening)> =
         app_containers(w).map(|c| (c, Listening::of(c))).collect();
@@ -516,6 +540,37 @@ mod tests {
 
     fn mr801(fields: &str) -> Vec<String> {
         objects(&findings(&app(fields, "8080")), Code::MR801)
+    }
+
+    /// The scan that skips containers must pass every spelling `is_loopback` accepts.
+    #[test]
+    fn every_loopback_spelling_passes_the_scan() {
+        let spellings = [
+            "localhost",
+            "LocalHost",
+            "127.0.0.1",
+            "127.255.3.4",
+            "::1",
+            "0::1",
+            "::0:1",
+            "0:0:0:0:0:0:0:1",
+            "0000:0000:0000:0000:0000:0000:0000:0001",
+            "0:0:0:0:0:0:0.0.0.1",
+        ];
+        for host in spellings {
+            assert!(is_loopback(host), "{host} is loopback");
+            assert!(may_hold_loopback(host), "{host} passes the scan");
+            assert!(
+                may_hold_loopback(&format!("--bind=[{host}]:8080")),
+                "{host} in a flag"
+            );
+        }
+        for value in ["0.0.0.0:8080", "--port=8080", "http://web.shop:80"] {
+            assert!(
+                loopbacks(value).is_empty() && !may_hold_loopback(value),
+                "{value}"
+            );
+        }
     }
 
     #[test]

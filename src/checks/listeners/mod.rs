@@ -145,8 +145,10 @@ fn reserved_ports(w: &Workload, out: &mut Findings) {
 /// keyed by declared container ports. The injected proxy's own stats port counts as declared
 /// for workloads that get a sidecar.
 fn exposes(w: &Workload, port: &ServicePortInfo, meshed: bool) -> bool {
-    let protocol = |p: Option<&String>| p.map_or("TCP", |p| p.as_str()).to_ascii_uppercase();
-    let wanted = port.transport.to_ascii_uppercase();
+    fn protocol(p: Option<&String>) -> &str {
+        p.map_or("TCP", String::as_str)
+    }
+    let wanted = port.transport.as_str();
     let spec = &w.template.spec;
     let declared = spec.containers.iter().chain(
         spec.init_containers
@@ -156,14 +158,14 @@ fn exposes(w: &Workload, port: &ServicePortInfo, meshed: bool) -> bool {
     );
     let found = declared
         .flat_map(|c| c.ports.iter().flatten())
-        .filter(|p| protocol(p.protocol.as_ref()) == wanted)
+        .filter(|p| protocol(p.protocol.as_ref()).eq_ignore_ascii_case(wanted))
         .any(|p| match &port.target_port {
             TargetPort::Number(n) => p.container_port == *n,
             TargetPort::Name(name) => p.name.as_deref() == Some(name.as_str()),
         });
     found
         || (meshed
-            && wanted == "TCP"
+            && wanted.eq_ignore_ascii_case("TCP")
             && match &port.target_port {
                 TargetPort::Number(n) => *n == PROXY_DECLARED_PORT.1,
                 TargetPort::Name(name) => name == PROXY_DECLARED_PORT.0,
