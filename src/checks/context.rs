@@ -153,12 +153,14 @@ impl<'a> Context<'a> {
     pub fn services(&self) -> impl Iterator<Item = &'a ServiceInfo> + '_ {
         let services = &self.snapshot.services;
         self.checked_namespaces()
-            .flat_map(|ns| &services[Self::range(&self.index.services, ns)])
-            .filter(|s| {
-                !s.meta
-                    .labels
-                    .contains_key(crate::api::keys::GATEWAY_MANAGED)
-            })
+            .flat_map(|ns| Self::range(&self.index.services, ns))
+            .filter(|i| !self.index.istio_managed[*i])
+            .map(move |i| &services[i])
+    }
+
+    /// How the namespace of the workload at `index` stands towards injection.
+    pub fn workload_injection(&self, index: usize) -> Injection {
+        self.index.injection[index]
     }
 
     /// Has or will get a sidecar. For the pre-flight question, templates in namespaces that are
@@ -172,7 +174,7 @@ impl<'a> Context<'a> {
     pub fn meshed_or_prospective(&self, index: usize) -> bool {
         let w = &self.snapshot.workloads[index];
         self.index.meshed[index]
-            || match self.injection(&w.meta.namespace) {
+            || match self.workload_injection(index) {
                 Injection::Enabled => false,
                 Injection::Ambient => false,
                 Injection::Disabled | Injection::Unlabelled => {
@@ -190,14 +192,13 @@ impl<'a> Context<'a> {
     pub fn template_meshed(&self, index: usize) -> bool {
         let w = &self.snapshot.workloads[index];
         self.index.meshed[index]
-            || (self.injection(&w.meta.namespace) != Injection::Ambient
+            || (self.workload_injection(index) != Injection::Ambient
                 && sidecar::will_inject(Injection::Enabled, &w.template))
     }
 
     /// Speaks Istio mTLS: through its sidecar, or through ztunnel in an ambient namespace.
     pub fn in_mesh(&self, index: usize) -> bool {
-        let w = &self.snapshot.workloads[index];
-        self.index.meshed[index] || self.injection(&w.meta.namespace) == Injection::Ambient
+        self.index.meshed[index] || self.workload_injection(index) == Injection::Ambient
     }
 
     /// Workloads (of its namespace) a Service selects, with their index.

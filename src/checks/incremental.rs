@@ -330,6 +330,10 @@ impl Incremental {
         let index = &mut self.index;
         for i in workloads.clone() {
             index.meshed[i] = index::workload_meshed(s, &s.workloads[i]);
+            index.injection[i] = index::injection_of(s, namespace);
+        }
+        for i in services.clone() {
+            index.istio_managed[i] = index::istio_managed(&s.services[i]);
         }
         // Selection stays within the namespace.
         index.select_in(s, services.clone(), workloads.clone());
@@ -525,6 +529,8 @@ mod tests {
     fn sorted(index: &Index) -> Vec<String> {
         let mut parts = vec![
             format!("{:?}", index.meshed),
+            format!("{:?}", index.injection),
+            format!("{:?}", index.istio_managed),
             format!("{:?}", index.selected),
             format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),

@@ -8,7 +8,7 @@ use crate::istio::hosts;
 use crate::istio::mtls::{self, PoliciesByNamespace};
 use crate::istio::protocol::Protocol;
 use crate::istio::sidecar;
-use crate::snapshot::{Injection, Labels, Snapshot, Workload};
+use crate::snapshot::{Injection, Labels, ServiceInfo, Snapshot, Workload};
 
 /// The hash map of the index and the checks: keys are namespaces, hosts and small tuples, read
 /// many times per run, where std's SipHash cost more than the lookups themselves.
@@ -35,6 +35,11 @@ fn push<K: std::hash::Hash + Eq>(map: &mut Positions<K>, key: K, position: usize
 pub struct Index {
     /// Per workload (same position as `snapshot.workloads`): has or will get a sidecar.
     pub(crate) meshed: Vec<bool>,
+    /// Per workload: how its namespace stands towards injection, asked of most workloads by
+    /// several checks (a lookup among thousands of namespace names each time).
+    pub(crate) injection: Vec<Injection>,
+    /// Per Service: managed by Istio itself (a waypoint's or gateway's), so not checked.
+    pub(crate) istio_managed: Vec<bool>,
     pub(crate) workloads: Ranges,
     pub(crate) services: Ranges,
     /// Per Service (same position as `snapshot.services`): the workloads its selector matches
@@ -121,6 +126,12 @@ impl Index {
             .iter()
             .map(|w| workload_meshed(snapshot, w))
             .collect();
+        let injection = snapshot
+            .workloads
+            .iter()
+            .map(|w| injection_of(snapshot, &w.meta.namespace))
+            .collect();
+        let istio_managed = snapshot.services.iter().map(istio_managed).collect();
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
         let plaintext = plaintext_callers(snapshot, &meshed, &workloads);
@@ -135,6 +146,8 @@ impl Index {
                 .collect(),
             plaintext,
             meshed,
+            injection,
+            istio_managed,
             selected: vec![Vec::new(); snapshot.services.len()],
             selecting: vec![Vec::new(); snapshot.workloads.len()],
             peer_authentications: mtls::by_namespace(&snapshot.peer_authentications),
@@ -305,14 +318,26 @@ pub(crate) fn selects(selector: &Labels, workload: &Workload) -> bool {
 
 /// Running pods show the truth; without any, the template predicts it.
 pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
-    let injection = snapshot
-        .namespace(&w.meta.namespace)
-        .map_or(Injection::Unlabelled, |n| n.injection);
     if w.live_pods().next().is_some() {
         w.live_pods().any(|p| p.has_proxy)
     } else {
-        sidecar::will_inject(injection, &w.template)
+        sidecar::will_inject(injection_of(snapshot, &w.meta.namespace), &w.template)
     }
+}
+
+/// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.
+pub(crate) fn injection_of(snapshot: &Snapshot, namespace: &str) -> Injection {
+    snapshot
+        .namespace(namespace)
+        .map_or(Injection::Unlabelled, |n| n.injection)
+}
+
+/// Managed by Istio itself (a waypoint's or gateway's Service).
+pub(crate) fn istio_managed(service: &ServiceInfo) -> bool {
+    service
+        .meta
+        .labels
+        .contains_key(crate::api::keys::GATEWAY_MANAGED)
 }
 
 /// How many plaintext pods a workload stands for: its live pods without a proxy, or (no pods,
@@ -341,10 +366,10 @@ fn plaintext_callers(
 /// Whether a namespace's plaintext callers count for STRICT workloads of other namespaces
 /// (MR301's Warning): it is not injected, so they will stay outside the mesh.
 pub(crate) fn calls_from_outside(snapshot: &Snapshot, namespace: &str) -> bool {
-    let injection = snapshot
-        .namespace(namespace)
-        .map_or(Injection::Unlabelled, |n| n.injection);
-    !matches!(injection, Injection::Enabled | Injection::Ambient)
+    !matches!(
+        injection_of(snapshot, namespace),
+        Injection::Enabled | Injection::Ambient
+    )
 }
 
 /// MR301's callers among the workloads at `positions` (all of one namespace), if any.

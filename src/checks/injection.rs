@@ -84,8 +84,8 @@ fn namespaces(cx: &Context, out: &mut Findings) {
 }
 
 fn pods_missing_sidecar(cx: &Context, out: &mut Findings) {
-    for (_, w) in cx.workloads() {
-        if cx.injection(&w.meta.namespace) != Injection::Enabled
+    for (i, w) in cx.workloads() {
+        if cx.workload_injection(i) != Injection::Enabled
             || !sidecar::will_inject(Injection::Enabled, &w.template)
         {
             continue;
