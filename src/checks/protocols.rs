@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::index::{HashMap, HashMapExt};
 use super::{Code, Context, Findings};
-use crate::istio::protocol::{self, Declared, Protocol};
+use crate::istio::protocol::{Declared, Protocol};
 use crate::snapshot::{ServiceInfo, ServicePortInfo};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
@@ -19,11 +19,7 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
 }
 
 pub(crate) fn declared(port: &ServicePortInfo) -> Declared {
-    protocol::select(
-        port.name.as_deref(),
-        port.app_protocol.as_deref(),
-        port.port,
-    )
+    port.declared
 }
 
 fn is_udp(port: &ServicePortInfo) -> bool {

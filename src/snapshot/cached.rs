@@ -299,20 +299,21 @@ impl CachedService {
 }
 
 fn port_info(p: ServicePort) -> ServicePortInfo {
-    ServicePortInfo {
-        target_port: match p.target_port {
-            Some(IntOrString::Int(n)) => TargetPort::Number(n),
-            Some(IntOrString::String(s)) => match s.parse() {
-                Ok(n) => TargetPort::Number(n),
-                Err(_) => TargetPort::Name(s),
-            },
-            None => TargetPort::Number(p.port),
+    let target_port = match p.target_port {
+        Some(IntOrString::Int(n)) => TargetPort::Number(n),
+        Some(IntOrString::String(s)) => match s.parse() {
+            Ok(n) => TargetPort::Number(n),
+            Err(_) => TargetPort::Name(s),
         },
-        name: p.name.filter(|n| !n.is_empty()),
-        port: p.port,
-        transport: p.protocol.unwrap_or_else(|| "TCP".to_string()),
-        app_protocol: p.app_protocol.filter(|a| !a.is_empty()),
-    }
+        None => TargetPort::Number(p.port),
+    };
+    ServicePortInfo::new(
+        p.name.filter(|n| !n.is_empty()),
+        p.port,
+        target_port,
+        p.protocol.unwrap_or_else(|| "TCP".to_string()),
+        p.app_protocol.filter(|a| !a.is_empty()),
+    )
 }
 
 #[cfg(test)]
@@ -506,13 +507,13 @@ status: {loadBalancer: {}}
             Some(Labels::from([("app".into(), "web".into())]))
         );
         let port = |name: Option<&str>, port, target_port, transport: &str, app: Option<&str>| {
-            ServicePortInfo {
-                name: name.map(String::from),
+            ServicePortInfo::new(
+                name.map(String::from),
                 port,
                 target_port,
-                transport: transport.into(),
-                app_protocol: app.map(String::from),
-            }
+                transport.into(),
+                app.map(String::from),
+            )
         };
         assert_eq!(
             info.ports,

@@ -9,6 +9,7 @@ use crate::api::istio::{
 use crate::api::k8s::{PodSpec, Time};
 use crate::checks::Code;
 use crate::istio::mesh::{InjectorValues, MeshConfig};
+use crate::istio::protocol::Declared;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -170,6 +171,30 @@ pub struct ServicePortInfo {
     /// TCP, UDP or SCTP (as written).
     pub transport: String,
     pub app_protocol: Option<String>,
+    /// The protocol Istio takes from `app_protocol`, `name` and `port`: decided once, as most
+    /// families of checks ask it of every port.
+    pub declared: Declared,
+}
+
+impl ServicePortInfo {
+    pub fn new(
+        name: Option<String>,
+        port: i32,
+        target_port: TargetPort,
+        transport: String,
+        app_protocol: Option<String>,
+    ) -> Self {
+        let declared =
+            crate::istio::protocol::select(name.as_deref(), app_protocol.as_deref(), port);
+        ServicePortInfo {
+            name,
+            port,
+            target_port,
+            transport,
+            app_protocol,
+            declared,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
