@@ -172,15 +172,7 @@ impl<'a> Context<'a> {
     /// Will be meshed once its namespace is: its pods have a proxy, or its template will get one
     /// in an injected namespace, or (not injected yet) does not opt out.
     pub fn meshed_or_prospective(&self, index: usize) -> bool {
-        let w = &self.snapshot.workloads[index];
-        self.index.meshed[index]
-            || match self.workload_injection(index) {
-                Injection::Enabled => false,
-                Injection::Ambient => false,
-                Injection::Disabled | Injection::Unlabelled => {
-                    sidecar::will_inject(Injection::Enabled, &w.template)
-                }
-            }
+        self.index.prospective[index]
     }
 
     /// The pod-template checks' question: its pods have a proxy, or its template gets one when
@@ -190,10 +182,7 @@ impl<'a> Context<'a> {
     /// Opted-out and `hostNetwork` templates never count.
     /// Ambient namespaces are meshed without sidecars, so their templates are not asked.
     pub fn template_meshed(&self, index: usize) -> bool {
-        let w = &self.snapshot.workloads[index];
-        self.index.meshed[index]
-            || (self.workload_injection(index) != Injection::Ambient
-                && sidecar::will_inject(Injection::Enabled, &w.template))
+        self.index.template_meshed[index]
     }
 
     /// Speaks Istio mTLS: through its sidecar, or through ztunnel in an ambient namespace.

@@ -329,8 +329,12 @@ impl Incremental {
         let s = &self.snapshot;
         let index = &mut self.index;
         for i in workloads.clone() {
-            index.meshed[i] = index::workload_meshed(s, &s.workloads[i]);
-            index.injection[i] = index::injection_of(s, namespace);
+            let (w, injection) = (&s.workloads[i], index::injection_of(s, namespace));
+            let meshed = index::workload_meshed(s, w);
+            index.meshed[i] = meshed;
+            index.injection[i] = injection;
+            index.template_meshed[i] = index::template_meshed(w, meshed, injection);
+            index.prospective[i] = index::prospective(w, meshed, injection);
         }
         for i in services.clone() {
             index.istio_managed[i] = index::istio_managed(&s.services[i]);
@@ -531,6 +535,8 @@ mod tests {
             format!("{:?}", index.meshed),
             format!("{:?}", index.injection),
             format!("{:?}", index.istio_managed),
+            format!("{:?}", index.template_meshed),
+            format!("{:?}", index.prospective),
             format!("{:?}", index.selected),
             format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),

@@ -40,6 +40,11 @@ pub struct Index {
     pub(crate) injection: Vec<Injection>,
     /// Per Service: managed by Istio itself (a waypoint's or gateway's), so not checked.
     pub(crate) istio_managed: Vec<bool>,
+    /// Per workload: [`super::Context::template_meshed`] and
+    /// [`super::Context::meshed_or_prospective`], which most families ask of every workload,
+    /// each time reading the template's labels and annotations.
+    pub(crate) template_meshed: Vec<bool>,
+    pub(crate) prospective: Vec<bool>,
     pub(crate) workloads: Ranges,
     pub(crate) services: Ranges,
     /// Per Service (same position as `snapshot.services`): the workloads its selector matches
@@ -126,12 +131,23 @@ impl Index {
             .iter()
             .map(|w| workload_meshed(snapshot, w))
             .collect();
-        let injection = snapshot
+        let injection: Vec<Injection> = snapshot
             .workloads
             .iter()
             .map(|w| injection_of(snapshot, &w.meta.namespace))
             .collect();
         let istio_managed = snapshot.services.iter().map(istio_managed).collect();
+        let (template_meshed, prospective) = snapshot
+            .workloads
+            .iter()
+            .zip(meshed.iter().zip(&injection))
+            .map(|(w, (meshed, injection))| {
+                (
+                    template_meshed(w, *meshed, *injection),
+                    prospective(w, *meshed, *injection),
+                )
+            })
+            .unzip();
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
         let plaintext = plaintext_callers(snapshot, &meshed, &workloads);
@@ -148,6 +164,8 @@ impl Index {
             meshed,
             injection,
             istio_managed,
+            template_meshed,
+            prospective,
             selected: vec![Vec::new(); snapshot.services.len()],
             selecting: vec![Vec::new(); snapshot.workloads.len()],
             peer_authentications: mtls::by_namespace(&snapshot.peer_authentications),
@@ -323,6 +341,24 @@ pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
     } else {
         sidecar::will_inject(injection_of(snapshot, &w.meta.namespace), &w.template)
     }
+}
+
+/// See [`super::Context::template_meshed`].
+pub(crate) fn template_meshed(w: &Workload, meshed: bool, injection: Injection) -> bool {
+    meshed
+        || (injection != Injection::Ambient
+            && sidecar::will_inject(Injection::Enabled, &w.template))
+}
+
+/// See [`super::Context::meshed_or_prospective`].
+pub(crate) fn prospective(w: &Workload, meshed: bool, injection: Injection) -> bool {
+    meshed
+        || match injection {
+            Injection::Enabled | Injection::Ambient => false,
+            Injection::Disabled | Injection::Unlabelled => {
+                sidecar::will_inject(Injection::Enabled, &w.template)
+            }
+        }
 }
 
 /// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.

@@ -8,10 +8,16 @@ use crate::snapshot::{Injection, Labels, PodState, PodTemplate};
 /// A boolean annotation or label, read as leniently as Istio reads them (Go's `ParseBool`
 /// spellings plus the injector's yes/no/on/off).
 fn flag(map: &Labels, key: &str) -> Option<bool> {
-    match map.get(key)?.trim().to_ascii_lowercase().as_str() {
-        "true" | "t" | "1" | "yes" | "y" | "on" | "enabled" => Some(true),
-        "false" | "f" | "0" | "no" | "n" | "off" | "disabled" => Some(false),
-        _ => None,
+    const TRUE: [&str; 7] = ["true", "t", "1", "yes", "y", "on", "enabled"];
+    const FALSE: [&str; 7] = ["false", "f", "0", "no", "n", "off", "disabled"];
+    let value = map.get(key)?.trim();
+    let is = |words: &[&str]| words.iter().any(|w| value.eq_ignore_ascii_case(w));
+    if is(&TRUE) {
+        Some(true)
+    } else if is(&FALSE) {
+        Some(false)
+    } else {
+        None
     }
 }
 
