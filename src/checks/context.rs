@@ -97,12 +97,6 @@ impl<'a> Context<'a> {
         self.request.namespaces.contains(namespace) && !self.snapshot.is_system_namespace(namespace)
     }
 
-    pub fn injection(&self, namespace: &str) -> Injection {
-        self.snapshot
-            .namespace(namespace)
-            .map_or(Injection::Unlabelled, |n| n.injection)
-    }
-
     /// Workloads in checked namespaces, with their index.
     pub fn workloads(&self) -> impl Iterator<Item = (usize, &'a Workload)> + '_ {
         let workloads = &self.snapshot.workloads;
@@ -160,19 +154,19 @@ impl<'a> Context<'a> {
 
     /// How the namespace of the workload at `index` stands towards injection.
     pub fn workload_injection(&self, index: usize) -> Injection {
-        self.index.injection[index]
+        self.index.workload_facts[index].injection
     }
 
     /// Has or will get a sidecar. For the pre-flight question, templates in namespaces that are
     /// not injected at all count as meshed unless they opt out.
     pub fn meshed(&self, index: usize) -> bool {
-        self.index.meshed[index]
+        self.index.workload_facts[index].meshed
     }
 
     /// Will be meshed once its namespace is: its pods have a proxy, or its template will get one
     /// in an injected namespace, or (not injected yet) does not opt out.
     pub fn meshed_or_prospective(&self, index: usize) -> bool {
-        self.index.prospective[index]
+        self.index.workload_facts[index].prospective
     }
 
     /// The pod-template checks' question: its pods have a proxy, or its template gets one when
@@ -182,12 +176,12 @@ impl<'a> Context<'a> {
     /// Opted-out and `hostNetwork` templates never count.
     /// Ambient namespaces are meshed without sidecars, so their templates are not asked.
     pub fn template_meshed(&self, index: usize) -> bool {
-        self.index.template_meshed[index]
+        self.index.workload_facts[index].template_meshed
     }
 
     /// Speaks Istio mTLS: through its sidecar, or through ztunnel in an ambient namespace.
     pub fn in_mesh(&self, index: usize) -> bool {
-        self.index.meshed[index] || self.workload_injection(index) == Injection::Ambient
+        self.index.workload_facts[index].in_mesh()
     }
 
     /// Workloads (of its namespace) a Service selects, with their index.

@@ -329,12 +329,7 @@ impl Incremental {
         let s = &self.snapshot;
         let index = &mut self.index;
         for i in workloads.clone() {
-            let (w, injection) = (&s.workloads[i], index::injection_of(s, namespace));
-            let meshed = index::workload_meshed(s, w);
-            index.meshed[i] = meshed;
-            index.injection[i] = injection;
-            index.template_meshed[i] = index::template_meshed(w, meshed, injection);
-            index.prospective[i] = index::prospective(w, meshed, injection);
+            index.workload_facts[i] = index::WorkloadFacts::of(s, &s.workloads[i]);
         }
         for i in services.clone() {
             index.istio_managed[i] = index::istio_managed(&s.services[i]);
@@ -342,7 +337,7 @@ impl Incremental {
         // Selection stays within the namespace.
         index.select_in(s, services.clone(), workloads.clone());
         // Plaintext callers: the namespace's entry anew.
-        let fresh = index::plaintext_callers_in(s, &index.meshed, workloads.clone());
+        let fresh = index::plaintext_callers_in(s, &index.workload_facts, workloads.clone());
         let outside = &mut index.plaintext_outside;
         outside.retain(|(i, _)| !workloads.contains(i));
         if let Some(list) = fresh
@@ -532,11 +527,8 @@ mod tests {
     /// The index with its maps in a stable order, to compare.
     fn sorted(index: &Index) -> Vec<String> {
         let mut parts = vec![
-            format!("{:?}", index.meshed),
-            format!("{:?}", index.injection),
+            format!("{:?}", index.workload_facts),
             format!("{:?}", index.istio_managed),
-            format!("{:?}", index.template_meshed),
-            format!("{:?}", index.prospective),
             format!("{:?}", index.selected),
             format!("{:?}", index.selecting),
             format!("{:?}", index.plaintext),

@@ -33,18 +33,10 @@ fn push<K: std::hash::Hash + Eq>(map: &mut Positions<K>, key: K, position: usize
 /// the snapshot's lists, in their order.
 #[derive(Clone, Debug, Default)]
 pub struct Index {
-    /// Per workload (same position as `snapshot.workloads`): has or will get a sidecar.
-    pub(crate) meshed: Vec<bool>,
-    /// Per workload: how its namespace stands towards injection, asked of most workloads by
-    /// several checks (a lookup among thousands of namespace names each time).
-    pub(crate) injection: Vec<Injection>,
+    /// Per workload (same position as `snapshot.workloads`).
+    pub(crate) workload_facts: Vec<WorkloadFacts>,
     /// Per Service: managed by Istio itself (a waypoint's or gateway's), so not checked.
     pub(crate) istio_managed: Vec<bool>,
-    /// Per workload: [`super::Context::template_meshed`] and
-    /// [`super::Context::meshed_or_prospective`], which most families ask of every workload,
-    /// each time reading the template's labels and annotations.
-    pub(crate) template_meshed: Vec<bool>,
-    pub(crate) prospective: Vec<bool>,
     pub(crate) workloads: Ranges,
     pub(crate) services: Ranges,
     /// Per Service (same position as `snapshot.services`): the workloads its selector matches
@@ -80,6 +72,49 @@ pub struct Index {
     /// Declared protocols of non-UDP Service ports outside system namespaces, by port number
     /// (MR204): (service position, protocol).
     pub(crate) ports: BTreeMap<i32, Vec<(usize, Protocol)>>,
+}
+
+/// What most families ask of every workload, each time reading its namespace (a lookup among
+/// thousands of names) or its template's labels and annotations: worked out once per index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WorkloadFacts {
+    /// How its namespace stands towards injection.
+    pub(crate) injection: Injection,
+    /// Has or will get a sidecar: running pods show the truth; without any, the template
+    /// predicts it.
+    pub(crate) meshed: bool,
+    /// [`super::Context::template_meshed`].
+    pub(crate) template_meshed: bool,
+    /// [`super::Context::meshed_or_prospective`].
+    pub(crate) prospective: bool,
+}
+
+impl WorkloadFacts {
+    pub(crate) fn of(snapshot: &Snapshot, w: &Workload) -> WorkloadFacts {
+        let injection = injection_of(snapshot, &w.meta.namespace);
+        let meshed = if w.live_pods().next().is_some() {
+            w.live_pods().any(|p| p.has_proxy)
+        } else {
+            sidecar::will_inject(injection, &w.template)
+        };
+        // Whether the template gets a sidecar once its namespace is injected.
+        let injectable = || sidecar::will_inject(Injection::Enabled, &w.template);
+        WorkloadFacts {
+            injection,
+            meshed,
+            template_meshed: meshed || (injection != Injection::Ambient && injectable()),
+            prospective: meshed
+                || match injection {
+                    Injection::Enabled | Injection::Ambient => false,
+                    Injection::Disabled | Injection::Unlabelled => injectable(),
+                },
+        }
+    }
+
+    /// Speaks Istio mTLS: through its sidecar, or through ztunnel in an ambient namespace.
+    pub(crate) fn in_mesh(&self) -> bool {
+        self.meshed || self.injection == Injection::Ambient
+    }
 }
 
 pub(crate) fn is_wildcard(pattern: &str) -> bool {
@@ -126,31 +161,14 @@ pub(crate) fn resolved_vs_hosts(vs: &crate::snapshot::VirtualServiceInfo) -> Vec
 
 impl Index {
     pub fn new(snapshot: &Snapshot) -> Index {
-        let meshed: Vec<bool> = snapshot
+        let workload_facts: Vec<WorkloadFacts> = snapshot
             .workloads
             .iter()
-            .map(|w| workload_meshed(snapshot, w))
+            .map(|w| WorkloadFacts::of(snapshot, w))
             .collect();
-        let injection: Vec<Injection> = snapshot
-            .workloads
-            .iter()
-            .map(|w| injection_of(snapshot, &w.meta.namespace))
-            .collect();
-        let istio_managed = snapshot.services.iter().map(istio_managed).collect();
-        let (template_meshed, prospective) = snapshot
-            .workloads
-            .iter()
-            .zip(meshed.iter().zip(&injection))
-            .map(|(w, (meshed, injection))| {
-                (
-                    template_meshed(w, *meshed, *injection),
-                    prospective(w, *meshed, *injection),
-                )
-            })
-            .unzip();
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
-        let plaintext = plaintext_callers(snapshot, &meshed, &workloads);
+        let plaintext = plaintext_callers(snapshot, &workload_facts, &workloads);
         let mut index = Index {
             plaintext_outside: plaintext
                 .iter()
@@ -161,11 +179,8 @@ impl Index {
                 })
                 .collect(),
             plaintext,
-            meshed,
-            injection,
-            istio_managed,
-            template_meshed,
-            prospective,
+            workload_facts,
+            istio_managed: snapshot.services.iter().map(istio_managed).collect(),
             selected: vec![Vec::new(); snapshot.services.len()],
             selecting: vec![Vec::new(); snapshot.workloads.len()],
             peer_authentications: mtls::by_namespace(&snapshot.peer_authentications),
@@ -334,33 +349,6 @@ pub(crate) fn selects(selector: &Labels, workload: &Workload) -> bool {
             .any(|p| selector_matches(selector, &p.labels))
 }
 
-/// Running pods show the truth; without any, the template predicts it.
-pub(crate) fn workload_meshed(snapshot: &Snapshot, w: &Workload) -> bool {
-    if w.live_pods().next().is_some() {
-        w.live_pods().any(|p| p.has_proxy)
-    } else {
-        sidecar::will_inject(injection_of(snapshot, &w.meta.namespace), &w.template)
-    }
-}
-
-/// See [`super::Context::template_meshed`].
-pub(crate) fn template_meshed(w: &Workload, meshed: bool, injection: Injection) -> bool {
-    meshed
-        || (injection != Injection::Ambient
-            && sidecar::will_inject(Injection::Enabled, &w.template))
-}
-
-/// See [`super::Context::meshed_or_prospective`].
-pub(crate) fn prospective(w: &Workload, meshed: bool, injection: Injection) -> bool {
-    meshed
-        || match injection {
-            Injection::Enabled | Injection::Ambient => false,
-            Injection::Disabled | Injection::Unlabelled => {
-                sidecar::will_inject(Injection::Enabled, &w.template)
-            }
-        }
-}
-
 /// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.
 pub(crate) fn injection_of(snapshot: &Snapshot, namespace: &str) -> Injection {
     snapshot
@@ -387,12 +375,12 @@ pub fn plaintext_count(w: &Workload) -> usize {
 
 fn plaintext_callers(
     snapshot: &Snapshot,
-    meshed: &[bool],
+    facts: &[WorkloadFacts],
     workloads: &Ranges,
 ) -> BTreeMap<String, Vec<usize>> {
     let mut out: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (ns, positions) in workloads {
-        if let Some(list) = plaintext_callers_in(snapshot, meshed, positions.clone()) {
+        if let Some(list) = plaintext_callers_in(snapshot, facts, positions.clone()) {
             out.insert(ns.clone(), list);
         }
     }
@@ -411,17 +399,16 @@ pub(crate) fn calls_from_outside(snapshot: &Snapshot, namespace: &str) -> bool {
 /// MR301's callers among the workloads at `positions` (all of one namespace), if any.
 pub(crate) fn plaintext_callers_in(
     snapshot: &Snapshot,
-    meshed: &[bool],
+    facts: &[WorkloadFacts],
     positions: impl IntoIterator<Item = usize>,
 ) -> Option<Vec<usize>> {
     let list: Vec<usize> = positions
         .into_iter()
         .filter(|i| {
             let w = &snapshot.workloads[*i];
-            let ns = &w.meta.namespace;
-            let in_mesh = meshed[*i]
-                || snapshot.namespace(ns).map(|n| n.injection) == Some(Injection::Ambient);
-            !in_mesh && !snapshot.is_system_namespace(ns) && plaintext_count(w) > 0
+            !facts[*i].in_mesh()
+                && !snapshot.is_system_namespace(&w.meta.namespace)
+                && plaintext_count(w) > 0
         })
         .collect();
     (!list.is_empty()).then_some(list)
