@@ -86,7 +86,7 @@ fn cross_facts(snapshot: &Snapshot, index: &Index, namespace: &str) -> CrossFact
         .flat_map(|i| {
             let svc = &services[i];
             svc.ports.iter().filter_map(|p| {
-                let protocol = super::protocols::declared(p).protocol()?;
+                let protocol = p.declared.protocol()?;
                 (!p.transport.eq_ignore_ascii_case("UDP"))
                     .then(|| (p.port, svc.meta.name.clone(), protocol.as_str().to_string()))
             })

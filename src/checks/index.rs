@@ -439,7 +439,7 @@ pub(crate) fn declared_ports_of(
             .iter()
             .filter(|p| !p.transport.eq_ignore_ascii_case("UDP"))
         {
-            if let Some(p) = super::protocols::declared(port).protocol() {
+            if let Some(p) = port.declared.protocol() {
                 out.entry(port.port).or_default().push((i, p));
             }
         }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::index::{HashMap, HashMapExt};
 use super::{Code, Context, Findings};
-use crate::istio::protocol::{Declared, Protocol};
+use crate::istio::protocol::Protocol;
 use crate::snapshot::{ServiceInfo, ServicePortInfo};
 
 pub(super) fn check(cx: &Context, out: &mut Findings) {
@@ -16,10 +16,6 @@ pub(super) fn check(cx: &Context, out: &mut Findings) {
     }
     conflicts_within_workloads(cx, out);
     conflicts_across_namespaces(cx, out);
-}
-
-pub(crate) fn declared(port: &ServicePortInfo) -> Declared {
-    port.declared
 }
 
 fn is_udp(port: &ServicePortInfo) -> bool {
@@ -38,7 +34,7 @@ fn undeclared(svc: &ServiceInfo, out: &mut Findings) {
     let ports: Vec<&ServicePortInfo> = svc
         .ports
         .iter()
-        .filter(|p| !is_udp(p) && declared(p).protocol().is_none())
+        .filter(|p| !is_udp(p) && p.declared.protocol().is_none())
         .collect();
     let Some(first) = ports.first() else { return };
     let labels: Vec<String> = ports.iter().map(|p| port_label(p)).collect();
@@ -80,7 +76,7 @@ fn http_declared_tcp(cx: &Context, svc: &ServiceInfo, out: &mut Findings) {
     let tcp_ports: Vec<(&ServicePortInfo, Protocol)> = svc
         .ports
         .iter()
-        .filter_map(|port| match declared(port).explicit() {
+        .filter_map(|port| match port.declared.explicit() {
             Some(p @ (Protocol::Tcp | Protocol::Tls)) => Some((port, p)),
             _ => None,
         })
@@ -177,7 +173,7 @@ fn conflicts_within_workloads(cx: &Context, out: &mut Findings) {
                 by_target.entry(number).or_default().push((
                     svc.meta.name.as_str(),
                     port.port,
-                    declared(port).protocol(),
+                    port.declared.protocol(),
                 ));
             }
         }
@@ -327,7 +323,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
             .ports
             .iter()
             .filter(|p| !is_udp(p))
-            .filter_map(|port| Some((port.port, declared(port).protocol()?)))
+            .filter_map(|port| Some((port.port, port.declared.protocol()?)))
             .collect();
         ports.sort_by_key(|(number, _)| *number);
         for (number, p) in ports {
@@ -342,7 +338,7 @@ fn conflicts_across_namespaces(cx: &Context, out: &mut Findings) {
                     cx.services_in(ns)
                         .flat_map(|s| s.ports.iter())
                         .filter(|o| !is_udp(o))
-                        .filter_map(|o| Some((o.port, declared(o).protocol()?)))
+                        .filter_map(|o| Some((o.port, o.declared.protocol()?)))
                         .collect(),
                 );
             }

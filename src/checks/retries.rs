@@ -1,7 +1,6 @@
 //! 7xx: do retries cover the connection resets that idle-timeout races and restarts cause,
 //! without dropping Istio's defaults or replaying non-idempotent requests?
 
-use super::protocols::declared;
 use super::timeouts::Mismatch;
 use super::{Code, Context, Findings, Severity};
 use crate::api::istio::HttpRoute;
@@ -38,13 +37,13 @@ pub fn virtual_services_for<'a>(
 fn is_http_host(svc: &ServiceInfo) -> bool {
     svc.ports
         .iter()
-        .any(|p| declared(p).protocol().is_some_and(|p| p.is_http()))
+        .any(|p| p.declared.protocol().is_some_and(|p| p.is_http()))
 }
 
 fn is_grpc_host(svc: &ServiceInfo) -> bool {
     svc.ports
         .iter()
-        .any(|p| declared(p).protocol().is_some_and(|p| p.is_grpc()))
+        .any(|p| p.declared.protocol().is_some_and(|p| p.is_grpc()))
 }
 
 fn listener_envoy_filter(cx: &Context, namespace: &str) -> Option<String> {
