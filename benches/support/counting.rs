@@ -2,12 +2,13 @@
 //! per cached object) and bytes and allocations requested (what one analysis allocates).
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 
 /// Counts the allocations made through `A`, by requested size (what the program asks for,
 /// whatever the allocator rounds it to).
 pub struct Counting<A>(pub A);
 
+static COUNTING: AtomicBool = AtomicBool::new(true);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
@@ -42,27 +43,35 @@ impl Counts {
     }
 }
 
-fn counted(size: usize) {
-    REQUESTED.fetch_add(size, Ordering::Relaxed);
-    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+/// Counting on (the default) or off: off, an allocation costs one relaxed load more than the
+/// allocator's own, so timed code can run uncounted; what is freed while off is not counted
+/// either, so live bytes are exact only across a stretch counted whole.
+pub fn set_counting(on: bool) {
+    COUNTING.store(on, Ordering::Relaxed);
+}
+
+/// Counts an allocation (or reallocation) of `size` bytes that changes the live bytes by `live`.
+fn counted(size: usize, live: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        LIVE.fetch_add(live, Ordering::Relaxed);
+        REQUESTED.fetch_add(size, Ordering::Relaxed);
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 unsafe impl<A: GlobalAlloc> GlobalAlloc for Counting<A> {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        counted(layout.size());
+        counted(layout.size(), layout.size() as isize);
         unsafe { self.0.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        }
         unsafe { self.0.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        counted(new_size);
+        counted(new_size, new_size as isize - layout.size() as isize);
         unsafe { self.0.realloc(ptr, layout, new_size) }
     }
 }
