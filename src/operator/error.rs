@@ -7,6 +7,10 @@ pub enum Error {
     #[error("building the snapshot: {0}")]
     Snapshot(#[from] BuildError),
 
+    /// The blocking thread that builds the snapshot panicked or was cancelled (at shutdown).
+    #[error("building the snapshot: {0}")]
+    Blocking(#[from] tokio::task::JoinError),
+
     #[error("writing the status of {object}: {source}")]
     WriteStatus {
         object: String,
@@ -48,7 +52,7 @@ impl Error {
     /// A short, bounded label: safe as a metric label and an Event reason suffix.
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Snapshot(_) => "snapshot",
+            Error::Snapshot(_) | Error::Blocking(_) => "snapshot",
             Error::WriteStatus { .. } => "status_write",
             Error::Remediate { .. } => "remediation_write",
             Error::Encode(_) => "encode",

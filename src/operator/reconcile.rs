@@ -46,7 +46,7 @@ fn not_checked(reason: &'static str, message: String) -> Result<Evaluation> {
     Ok(Evaluation::NotChecked { reason, message })
 }
 
-fn evaluate(
+async fn evaluate(
     mr: &MeshReadiness,
     namespace: &str,
     ctx: &Context,
@@ -81,7 +81,10 @@ fn evaluate(
             "Istio's CRDs (security.istio.io, networking.istio.io) are not served in this cluster: install Istio; checking starts on its own.".to_string(),
         );
     }
-    let built = ctx.snapshots.current(&ctx.stores, &ctx.mesh_readiness)?;
+    let built = ctx
+        .snapshots
+        .current(&ctx.stores, &ctx.mesh_readiness)
+        .await?;
     let snapshot = &built.snapshot;
     let info = IstioObject {
         meta: Meta {
@@ -195,7 +198,7 @@ pub async fn reconcile(mr: Arc<MeshReadiness>, ctx: Arc<Context>) -> Result<Acti
         return Ok(Action::await_change());
     }
     let now = Timestamp::now();
-    let evaluation = evaluate(&mr, &namespace, &ctx, now)?;
+    let evaluation = evaluate(&mr, &namespace, &ctx, now).await?;
     // Leadership may have been lost while evaluating: a former leader never writes.
     if !ctx.is_leader() {
         return Ok(Action::requeue(SYNC_WAIT));

@@ -1,18 +1,23 @@
 //! One snapshot (and its index) for every reconcile that sees the same caches. Built from every
 //! cached object, it used to be built again by each reconcile: at a cold start all MeshReadiness
 //! objects reconcile at once and each built the whole cluster (benchmark 4 in BENCHMARKS.md).
+//!
+//! The build is the operator's one long piece of CPU work (half a second on the large cluster
+//! of BENCHMARKS.md), so it runs on a blocking thread: on the async workers it would stall the
+//! watches, the other reconciles and the health and metrics endpoints while it lasts.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use kube::runtime::reflector::Store;
 
 use crate::api::MeshReadiness;
 use crate::checks::Index;
+use crate::operator::error::Result;
 use crate::operator::stores::Stores;
-use crate::snapshot::{BuildError, BuildOptions, Snapshot};
+use crate::snapshot::{BuildOptions, Snapshot};
 
 /// Counts the writes to the watch caches. Each watch bumps it after its store has taken an event
 /// (and after a relist has replaced the store), so a count read before a build is never newer
@@ -48,22 +53,20 @@ struct BuiltFrom {
 
 #[derive(Default)]
 pub struct SharedSnapshot {
-    last: Mutex<Option<(BuiltFrom, Arc<Built>)>>,
+    // Async, so that a reconcile waiting for another's build gives its worker back meanwhile.
+    last: tokio::sync::Mutex<Option<(BuiltFrom, Arc<Built>)>>,
 }
 
 impl SharedSnapshot {
     /// The snapshot of the caches as they are now: the last one when nothing changed since it
     /// was built, else a new one. A reconcile that finds another building waits for it rather
     /// than building the same thing beside it.
-    pub fn current(
+    pub async fn current(
         &self,
         stores: &Stores,
         mesh_readiness: &Store<MeshReadiness>,
-    ) -> Result<Arc<Built>, BuildError> {
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ) -> Result<Arc<Built>> {
+        let mut last = self.last.lock().await;
         let from = BuiltFrom {
             cache_writes: stores.writes.count(),
             mesh_readiness: fingerprint(mesh_readiness),
@@ -73,17 +76,24 @@ impl SharedSnapshot {
         {
             return Ok(Arc::clone(built));
         }
-        let options = BuildOptions {
-            assume_injected: false,
-            native_sidecars: Some(stores.native_sidecars()),
-            ..BuildOptions::default()
-        };
-        let snapshot = Snapshot::build(stores.objects(mesh_readiness), &options)?;
-        let index = Index::new(&snapshot);
-        let built = Arc::new(Built { snapshot, index });
+        let (stores, mesh_readiness) = (stores.clone(), mesh_readiness.clone());
+        let built = tokio::task::spawn_blocking(move || build(&stores, &mesh_readiness)).await??;
+        let built = Arc::new(built);
         *last = Some((from, Arc::clone(&built)));
         Ok(built)
     }
+}
+
+/// A snapshot of every cached object, and its index.
+fn build(stores: &Stores, mesh_readiness: &Store<MeshReadiness>) -> Result<Built> {
+    let options = BuildOptions {
+        assume_injected: false,
+        native_sidecars: Some(stores.native_sidecars()),
+        ..BuildOptions::default()
+    };
+    let snapshot = Snapshot::build(stores.objects(mesh_readiness), &options)?;
+    let index = Index::new(&snapshot);
+    Ok(Built { snapshot, index })
 }
 
 /// What of the MeshReadiness objects a snapshot holds: identity, metadata and spec (through the
