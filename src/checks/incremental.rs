@@ -328,8 +328,9 @@ impl Incremental {
     ) {
         let s = &self.snapshot;
         let index = &mut self.index;
-        for i in workloads.clone() {
-            index.workload_facts[i] = index::WorkloadFacts::of(s, &s.workloads[i]);
+        let facts = index::workload_facts_in(s, namespace, workloads.clone());
+        for (i, facts) in workloads.clone().zip(facts) {
+            index.workload_facts[i] = facts;
         }
         for i in services.clone() {
             index.istio_managed[i] = index::istio_managed(&s.services[i]);

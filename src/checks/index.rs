@@ -90,15 +90,18 @@ pub(crate) struct WorkloadFacts {
 }
 
 impl WorkloadFacts {
-    pub(crate) fn of(snapshot: &Snapshot, w: &Workload) -> WorkloadFacts {
-        let injection = injection_of(snapshot, &w.meta.namespace);
+    /// Of a workload in a namespace that stands towards injection so.
+    pub(crate) fn of(injection: Injection, w: &Workload) -> WorkloadFacts {
+        // The template's labels and annotations are read once, however often asked.
+        let ask = std::cell::OnceCell::new();
+        let ask = || *ask.get_or_init(|| sidecar::InjectionAsk::of(&w.template));
         let meshed = if w.live_pods().next().is_some() {
             w.live_pods().any(|p| p.has_proxy)
         } else {
-            sidecar::will_inject(injection, &w.template)
+            ask().answer(injection)
         };
         // Whether the template gets a sidecar once its namespace is injected.
-        let injectable = || sidecar::will_inject(Injection::Enabled, &w.template);
+        let injectable = || ask().answer(Injection::Enabled);
         WorkloadFacts {
             injection,
             meshed,
@@ -161,12 +164,11 @@ pub(crate) fn resolved_vs_hosts(vs: &crate::snapshot::VirtualServiceInfo) -> Vec
 
 impl Index {
     pub fn new(snapshot: &Snapshot) -> Index {
-        let workload_facts: Vec<WorkloadFacts> = snapshot
-            .workloads
-            .iter()
-            .map(|w| WorkloadFacts::of(snapshot, w))
-            .collect();
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
+        let mut workload_facts = Vec::with_capacity(snapshot.workloads.len());
+        for (namespace, range) in sorted(&workloads) {
+            workload_facts.extend(workload_facts_in(snapshot, namespace, range.clone()));
+        }
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
         let plaintext = plaintext_callers(snapshot, &workload_facts, &workloads);
         let mut index = Index {
@@ -350,6 +352,26 @@ pub(crate) fn selects(selector: &Labels, workload: &Workload) -> bool {
 }
 
 /// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.
+/// The namespace ranges in position order.
+fn sorted(ranges: &Ranges) -> Vec<(&str, &Range<usize>)> {
+    let mut sorted: Vec<_> = ranges.iter().map(|(ns, r)| (ns.as_str(), r)).collect();
+    sorted.sort_unstable_by_key(|(_, r)| r.start);
+    sorted
+}
+
+/// [`WorkloadFacts`] of the workloads at `range`, all in `namespace`: the namespace is looked
+/// up once for them all.
+pub(crate) fn workload_facts_in(
+    snapshot: &Snapshot,
+    namespace: &str,
+    range: Range<usize>,
+) -> impl Iterator<Item = WorkloadFacts> {
+    let injection = injection_of(snapshot, namespace);
+    snapshot.workloads[range]
+        .iter()
+        .map(move |w| WorkloadFacts::of(injection, w))
+}
+
 pub(crate) fn injection_of(snapshot: &Snapshot, namespace: &str) -> Injection {
     snapshot
         .namespace(namespace)

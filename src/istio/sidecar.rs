@@ -27,16 +27,40 @@ fn flag(map: &Labels, key: &str) -> Option<bool> {
 /// opts out (label, or the legacy annotation); an unlabelled namespace injects only pods that
 /// opt in (label or a revision label). `hostNetwork` pods are never injected.
 pub fn will_inject(namespace: Injection, template: &PodTemplate) -> bool {
-    if template.spec.host_network == Some(true) {
-        return false;
+    InjectionAsk::of(template).answer(namespace)
+}
+
+/// What a pod template says to the injector, read once from its labels and annotations and
+/// answered for a namespace by [`InjectionAsk::answer`] as often as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InjectionAsk {
+    host_network: bool,
+    /// `sidecar.istio.io/inject`, the label before the legacy annotation.
+    opt: Option<bool>,
+    revision: bool,
+}
+
+impl InjectionAsk {
+    pub fn of(template: &PodTemplate) -> InjectionAsk {
+        InjectionAsk {
+            host_network: template.spec.host_network == Some(true),
+            opt: flag(&template.labels, keys::SIDECAR_INJECT)
+                .or_else(|| flag(&template.annotations, keys::SIDECAR_INJECT)),
+            revision: template.labels.contains_key(keys::ISTIO_REV),
+        }
     }
-    let opt = flag(&template.labels, keys::SIDECAR_INJECT)
-        .or_else(|| flag(&template.annotations, keys::SIDECAR_INJECT));
-    match namespace {
-        Injection::Disabled => false,
-        Injection::Enabled => opt != Some(false),
-        Injection::Unlabelled | Injection::Ambient => {
-            opt == Some(true) || (opt.is_none() && template.labels.contains_key(keys::ISTIO_REV))
+
+    /// [`will_inject`] in a namespace that stands so.
+    pub fn answer(self, namespace: Injection) -> bool {
+        if self.host_network {
+            return false;
+        }
+        match namespace {
+            Injection::Disabled => false,
+            Injection::Enabled => self.opt != Some(false),
+            Injection::Unlabelled | Injection::Ambient => {
+                self.opt == Some(true) || (self.opt.is_none() && self.revision)
+            }
         }
     }
 }
