@@ -85,7 +85,7 @@ async fn evaluate(
         .snapshots
         .current(&ctx.stores, &ctx.mesh_readiness)
         .await?;
-    let snapshot = &built.snapshot;
+    let snapshot = built.snapshot();
     let info = IstioObject {
         meta: Meta {
             namespace: namespace.to_string(),
@@ -108,7 +108,7 @@ async fn evaluate(
         disabled: spec.checks.disabled.iter().copied().collect(),
         namespaces,
     };
-    let findings = checks::run_indexed(snapshot, &built.index, &request);
+    let findings = checks::run_indexed(snapshot, built.index(), &request);
     let key = MeshReadinessKey::new(namespace, mr.name_any());
     let owners = remediation::owners(
         &snapshot.mesh_readiness,

@@ -6,39 +6,78 @@
 //! of BENCHMARKS.md), so it runs on a blocking thread: on the async workers it would stall the
 //! watches, the other reconciles and the health and metrics endpoints while it lasts.
 
+use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use kube::runtime::reflector::Store;
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use crate::api::MeshReadiness;
-use crate::checks::Index;
+use crate::checks::Incremental;
 use crate::operator::error::Result;
 use crate::operator::stores::Stores;
 use crate::snapshot::{BuildOptions, Snapshot};
 
-/// Counts the writes to the watch caches. Each watch bumps it after its store has taken an event
-/// (and after a relist has replaced the store), so a count read before a build is never newer
-/// than what the build reads: a snapshot may only be older than its count says, never newer.
+/// Counts the writes to the watch caches and notes which namespaces they touched. Each watch
+/// records an event after its store has taken it (and after a relist has replaced the store),
+/// so what [`CacheWrites::take`] returns is never newer than what a build then reads: a
+/// snapshot may only be older than its count says, never newer.
 #[derive(Clone, Debug, Default)]
-pub struct CacheWrites(Arc<AtomicU64>);
+pub struct CacheWrites(Arc<std::sync::Mutex<Touched>>);
+
+/// What the caches were written since the last [`CacheWrites::take`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Writes ever counted, up to this one.
+    pub count: u64,
+    /// The namespaces of the objects written (a Namespace object counts as its own).
+    pub namespaces: BTreeSet<String>,
+    /// Something not of one namespace was written (a Node, or a whole store on a relist): only
+    /// a whole build is sure to be up to date.
+    pub everything: bool,
+}
+
+/// Which part of the snapshot one cache write touches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touch {
+    Namespace(String),
+    Everything,
+}
 
 impl CacheWrites {
-    pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::Release);
+    pub fn record(&self, touch: Touch) {
+        let mut touched = self.lock();
+        touched.count += 1;
+        match touch {
+            Touch::Namespace(namespace) => {
+                touched.namespaces.insert(namespace);
+            }
+            Touch::Everything => touched.everything = true,
+        }
     }
 
     fn count(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.lock().count
     }
-}
 
-/// A built snapshot and its index, shared by the reconciles that read the same caches.
-pub struct Built {
-    pub snapshot: Snapshot,
-    pub index: Index,
+    /// The writes since the last take, which starts anew.
+    fn take(&self) -> Touched {
+        let mut touched = self.lock();
+        Touched {
+            count: touched.count,
+            namespaces: std::mem::take(&mut touched.namespaces),
+            everything: std::mem::take(&mut touched.everything),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Touched> {
+        // Plain counters and a set: a panic elsewhere leaves them whole.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What a snapshot was built from: the cache writes counted before the build, and the
@@ -51,49 +90,131 @@ struct BuiltFrom {
     mesh_readiness: u64,
 }
 
+/// The kept snapshot and index, and what they were last brought up to date from.
+pub struct Kept {
+    /// `None` until built, and while (or after failing) being brought up to date: then the next
+    /// update builds it whole, as the writes it was taking in are no longer listed.
+    from: Option<BuiltFrom>,
+    native_sidecars: bool,
+    analysis: Incremental,
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            from: None,
+            native_sidecars: false,
+            analysis: Incremental::new(Snapshot::default()),
+        }
+    }
+}
+
+/// The snapshot and index a reconcile reads, kept from changing while it reads them.
+pub type Current = OwnedRwLockReadGuard<Kept, Incremental>;
+
+/// One snapshot and index for all reconciles, brought up to date when the caches changed: the
+/// namespaces written since are rebuilt and spliced in ([`Incremental`]), and only a change
+/// that shapes every namespace (a relist, a Node, the mesh config or the root namespace, a
+/// MeshReadiness spec, the native-sidecar setting) builds it whole again. On the large cluster
+/// of BENCHMARKS.md one namespace takes about 0.3 ms, the whole about 0.5 s.
 #[derive(Default)]
 pub struct SharedSnapshot {
-    // Async, so that a reconcile waiting for another's build gives its worker back meanwhile.
-    last: tokio::sync::Mutex<Option<(BuiltFrom, Arc<Built>)>>,
+    // Async, so that a reconcile waiting for an update gives its worker back meanwhile; the
+    // update waits for the reconciles reading the snapshot to finish.
+    kept: Arc<RwLock<Kept>>,
 }
 
 impl SharedSnapshot {
-    /// The snapshot of the caches as they are now: the last one when nothing changed since it
-    /// was built, else a new one. A reconcile that finds another building waits for it rather
-    /// than building the same thing beside it.
+    /// The snapshot of the caches as they are now: the kept one when nothing changed since, else
+    /// the kept one brought up to date. A reconcile that finds another updating waits for it
+    /// rather than doing the same beside it.
     pub async fn current(
         &self,
         stores: &Stores,
         mesh_readiness: &Store<MeshReadiness>,
-    ) -> Result<Arc<Built>> {
-        let mut last = self.last.lock().await;
-        let from = BuiltFrom {
+    ) -> Result<Current> {
+        let now = || BuiltFrom {
             cache_writes: stores.writes.count(),
             mesh_readiness: fingerprint(mesh_readiness),
         };
-        if let Some((built_from, built)) = last.as_ref()
-            && *built_from == from
-        {
-            return Ok(Arc::clone(built));
+        let read = Arc::clone(&self.kept).read_owned().await;
+        if read.from == Some(now()) {
+            return Ok(analysis(read));
         }
-        let (stores, mesh_readiness) = (stores.clone(), mesh_readiness.clone());
-        let built = tokio::task::spawn_blocking(move || build(&stores, &mesh_readiness)).await??;
-        let built = Arc::new(built);
-        *last = Some((from, Arc::clone(&built)));
-        Ok(built)
+        drop(read);
+        let mut write = Arc::clone(&self.kept).write_owned().await;
+        if write.from != Some(now()) {
+            let (stores, mesh_readiness) = (stores.clone(), mesh_readiness.clone());
+            // The update is CPU work: off the async workers, with the lock.
+            let updated;
+            (write, updated) = tokio::task::spawn_blocking(move || {
+                update(&mut write, &stores, &mesh_readiness).map(|updated| (write, updated))
+            })
+            .await??;
+            tracing::debug!(?updated, "snapshot brought up to date");
+        }
+        Ok(analysis(write.downgrade()))
     }
 }
 
-/// A snapshot of every cached object, and its index.
-fn build(stores: &Stores, mesh_readiness: &Store<MeshReadiness>) -> Result<Built> {
+fn analysis(kept: OwnedRwLockReadGuard<Kept>) -> Current {
+    OwnedRwLockReadGuard::map(kept, |kept| &kept.analysis)
+}
+
+/// How [`update`] brought a snapshot up to date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Updated {
+    /// These namespaces were rebuilt and spliced in.
+    Namespaces(BTreeSet<String>),
+    Whole,
+}
+
+/// Brings `kept` up to date with the caches: the namespaces written since are rebuilt in place
+/// when that is all that changed, else all of it is built anew.
+fn update(
+    kept: &mut Kept,
+    stores: &Stores,
+    mesh_readiness: &Store<MeshReadiness>,
+) -> Result<Updated> {
+    let last = kept.from.take();
+    let touched = stores.writes.take();
+    let from = BuiltFrom {
+        cache_writes: touched.count,
+        mesh_readiness: fingerprint(mesh_readiness),
+    };
+    let native_sidecars = stores.native_sidecars();
     let options = BuildOptions {
         assume_injected: false,
-        native_sidecars: Some(stores.native_sidecars()),
+        native_sidecars: Some(native_sidecars),
         ..BuildOptions::default()
     };
+    if let Some(last) = last
+        && !touched.everything
+        && kept.native_sidecars == native_sidecars
+        && last.mesh_readiness == from.mesh_readiness
+    {
+        let objects = stores.objects_in(&touched.namespaces, mesh_readiness);
+        let replaced = objects.into_iter().try_for_each(|(namespace, objects)| {
+            kept.analysis
+                .replace_namespace(&namespace, objects, &options)
+                .map(drop)
+        });
+        match replaced {
+            Ok(()) => {
+                kept.from = Some(from);
+                return Ok(Updated::Namespaces(touched.namespaces));
+            }
+            // The mesh-wide namespaces (mesh config, root policies) shape every namespace.
+            Err(error) => tracing::debug!(%error, "building the snapshot whole"),
+        }
+    }
     let snapshot = Snapshot::build(stores.objects(mesh_readiness), &options)?;
-    let index = Index::new(&snapshot);
-    Ok(Built { snapshot, index })
+    *kept = Kept {
+        from: Some(from),
+        native_sidecars,
+        analysis: Incremental::new(snapshot),
+    };
+    Ok(Updated::Whole)
 }
 
 /// What of the MeshReadiness objects a snapshot holds: identity, metadata and spec (through the
@@ -122,8 +243,163 @@ fn fingerprint(mesh_readiness: &Store<MeshReadiness>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::reflector::store;
+    use kube::Resource;
+    use kube::runtime::reflector::{Lookup, store, store::Writer};
     use kube::runtime::watcher::Event;
+    use serde_json::Value;
+
+    use crate::api::k8s::Service;
+    use crate::checks::{self, CheckRequest};
+    use crate::operator::cache::{cache_service, strip_meta};
+    use crate::operator::stores::IstioPresence;
+    use crate::snapshot::CachedService;
+
+    /// Every example, as documents.
+    fn examples() -> Vec<Value> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .expect("examples")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .flat_map(|path| {
+                let text = std::fs::read_to_string(path).expect("reads");
+                serde_saphyr::from_multiple::<Value>(&text).expect("example parses")
+            })
+            .filter(|doc| doc.get("kind").is_some())
+            .collect()
+    }
+
+    /// A store of the documents of kind `K`, each passed through `cache`, and its writer.
+    fn filled<K, C>(docs: &[Value], cache: fn(K) -> C) -> (Store<C>, Writer<C>)
+    where
+        K: Resource<DynamicType = ()> + serde::de::DeserializeOwned,
+        C: Lookup<DynamicType = ()> + Clone + 'static,
+    {
+        let (store, mut writer) = store();
+        for doc in docs.iter().filter(|d| d["kind"] == K::kind(&()).as_ref()) {
+            let object: K = serde_json::from_value(doc.clone()).expect("example decodes");
+            writer.apply_watcher_event(&Event::Apply(cache(object)));
+        }
+        (store, writer)
+    }
+
+    /// The examples in stores as the watches fill them; the Services' writer, to change one.
+    fn caches(docs: &[Value]) -> (Stores, Store<MeshReadiness>, Writer<CachedService>) {
+        let (services, services_writer) = filled(docs, cache_service);
+        let stores = Stores {
+            namespaces: filled(docs, strip_meta).0,
+            pods: filled(docs, crate::operator::cache::cache_pod).0,
+            replica_sets: filled(docs, strip_meta).0,
+            deployments: filled(docs, strip_meta).0,
+            stateful_sets: filled(docs, strip_meta).0,
+            daemon_sets: filled(docs, strip_meta).0,
+            jobs: filled(docs, strip_meta).0,
+            cron_jobs: filled(docs, strip_meta).0,
+            services,
+            config_maps: filled(docs, strip_meta).0,
+            peer_authentications: filled(docs, strip_meta).0,
+            destination_rules: filled(docs, strip_meta).0,
+            virtual_services: filled(docs, strip_meta).0,
+            envoy_filters: filled(docs, strip_meta).0,
+            nodes: filled(docs, strip_meta).0,
+            istio: IstioPresence::new().0,
+            writes: CacheWrites::default(),
+        };
+        (stores, filled(docs, strip_meta).0, services_writer)
+    }
+
+    /// The kept snapshot is the one a whole build of the caches makes, and so are its findings.
+    fn assert_as_if_built_whole(kept: &Kept, stores: &Stores, mrs: &Store<MeshReadiness>) {
+        let options = BuildOptions {
+            assume_injected: false,
+            native_sidecars: Some(stores.native_sidecars()),
+            ..BuildOptions::default()
+        };
+        let whole = Snapshot::build(stores.objects(mrs), &options).expect("builds");
+        assert_eq!(kept.analysis.snapshot(), &whole);
+        let all = CheckRequest {
+            namespaces: whole.checkable_namespaces(),
+            ..CheckRequest::default()
+        };
+        assert_eq!(kept.analysis.run(&all), checks::run(&whole, &all));
+    }
+
+    #[test]
+    fn a_write_in_one_namespace_rebuilds_only_that_namespace() {
+        let docs = examples();
+        let (stores, mrs, mut services) = caches(&docs);
+        let mut kept = Kept::default();
+        assert_eq!(
+            update(&mut kept, &stores, &mrs).expect("builds"),
+            Updated::Whole
+        );
+        assert_as_if_built_whole(&kept, &stores, &mrs);
+
+        // The reporting Service gets its ports named, as the fix for its MR201 says.
+        let namespace = "legacy-reporting".to_string();
+        let only = CheckRequest {
+            namespaces: [namespace.clone()].into(),
+            ..CheckRequest::default()
+        };
+        let mr201 = |kept: &Kept| {
+            let findings = kept.analysis.run(&only);
+            findings
+                .iter()
+                .any(|f| f.code == crate::checks::Code::MR201)
+        };
+        assert!(mr201(&kept), "the example's unnamed port");
+        let doc = docs
+            .iter()
+            .find(|d| d["kind"] == "Service" && d["metadata"]["name"] == "reporting")
+            .expect("the reporting Service");
+        let mut fixed: Service = serde_json::from_value(doc.clone()).expect("decodes");
+        for port in fixed
+            .spec
+            .iter_mut()
+            .flat_map(|s| s.ports.iter_mut().flatten())
+        {
+            port.name = Some(format!("http-{}", port.port));
+            port.app_protocol = None;
+        }
+        services.apply_watcher_event(&Event::Apply(cache_service(fixed)));
+        stores.writes.record(Touch::Namespace(namespace.clone()));
+        assert_eq!(
+            update(&mut kept, &stores, &mrs).expect("updates"),
+            Updated::Namespaces([namespace].into())
+        );
+        assert_as_if_built_whole(&kept, &stores, &mrs);
+        assert!(!mr201(&kept), "the fix shows");
+
+        // Nothing written since: nothing to rebuild.
+        assert_eq!(
+            update(&mut kept, &stores, &mrs).expect("updates"),
+            Updated::Namespaces(BTreeSet::new())
+        );
+    }
+
+    #[test]
+    fn a_relist_or_a_mesh_wide_write_builds_it_whole() {
+        let docs = examples();
+        let (stores, mrs, _) = caches(&docs);
+        let mut kept = Kept::default();
+        update(&mut kept, &stores, &mrs).expect("builds");
+        for touch in [
+            Touch::Everything,
+            Touch::Namespace(crate::snapshot::ISTIO_SYSTEM_NAMESPACE.to_string()),
+        ] {
+            stores.writes.record(touch.clone());
+            assert_eq!(
+                update(&mut kept, &stores, &mrs).expect("builds"),
+                Updated::Whole,
+                "{touch:?}"
+            );
+            assert_as_if_built_whole(&kept, &stores, &mrs);
+        }
+    }
 
     fn mr(name: &str, generation: i64) -> MeshReadiness {
         let mut mr = MeshReadiness::new(name, Default::default());

@@ -2,6 +2,7 @@
 //! (`cache.rs`).
 //! Reconciles read only these stores, never the API server.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -19,7 +20,7 @@ use crate::api::k8s::{
     ConfigMap, CronJob, DaemonSet, Deployment, Job, Namespace, Pod, ReplicaSet, Service,
     StatefulSet,
 };
-use crate::operator::snapshots::CacheWrites;
+use crate::operator::snapshots::{CacheWrites, Touch};
 use crate::snapshot::{CachedPod, CachedService, ClusterObject, ISTIO_SYSTEM_NAMESPACE};
 use k8s_openapi::api::core::v1::Node;
 
@@ -118,8 +119,8 @@ where
     let changes = reflector::reflector(writer, events)
         // Every event, not only the objects passed on: a relist replaces the store at its end.
         .inspect(move |event| {
-            if event.is_ok() {
-                writes.bump();
+            if let Ok(event) = event {
+                writes.record(touch::<K, C>(event));
             }
         })
         .touched_objects()
@@ -127,6 +128,25 @@ where
         .filter_map(|change| std::future::ready(retried_here(change)))
         .boxed();
     (reader, changes)
+}
+
+/// The part of the snapshot a cache event touches: the object's namespace (a Namespace's own),
+/// or all of it for a cluster-scoped object of another kind (a Node) and for a relist, which
+/// replaces the whole store.
+fn touch<K: Resource<DynamicType = ()>, C: Lookup>(event: &watcher::Event<C>) -> Touch {
+    let object = match event {
+        watcher::Event::Apply(object)
+        | watcher::Event::Delete(object)
+        | watcher::Event::InitApply(object) => object,
+        watcher::Event::Init | watcher::Event::InitDone => return Touch::Everything,
+    };
+    match object.namespace() {
+        Some(namespace) => Touch::Namespace(namespace.into_owned()),
+        None if K::kind(&()) == "Namespace" => {
+            Touch::Namespace(object.name().unwrap_or_default().into_owned())
+        }
+        None => Touch::Everything,
+    }
 }
 
 /// A watcher of a kind whose CRD may be deleted and installed again (Istio's). When its CRD is
@@ -287,41 +307,104 @@ impl Stores {
     /// Every cached object, for one snapshot. MeshReadiness objects come from the controller's
     /// own store.
     pub fn objects(&self, mesh_readiness: &Store<MeshReadiness>) -> Vec<ClusterObject> {
+        let mut objects = Vec::new();
+        self.each(mesh_readiness, &|_| true, &mut |_, object| {
+            objects.push(object)
+        });
+        objects
+    }
+
+    /// The cached objects of these namespaces (each one's Namespace object with them), by
+    /// namespace: every one of them is a key, emptied or not.
+    pub fn objects_in(
+        &self,
+        namespaces: &BTreeSet<String>,
+        mesh_readiness: &Store<MeshReadiness>,
+    ) -> BTreeMap<String, Vec<ClusterObject>> {
+        let mut by_namespace: BTreeMap<String, Vec<ClusterObject>> = namespaces
+            .iter()
+            .map(|namespace| (namespace.clone(), Vec::new()))
+            .collect();
+        let wanted = |namespace: &str| namespaces.contains(namespace);
+        self.each(mesh_readiness, &wanted, &mut |namespace, object| {
+            if let Some(objects) = by_namespace.get_mut(namespace) {
+                objects.push(object);
+            }
+        });
+        by_namespace
+    }
+
+    /// Hands `into` each cached object whose namespace (a Namespace's own name) is `wanted`.
+    fn each(
+        &self,
+        mesh_readiness: &Store<MeshReadiness>,
+        wanted: &dyn Fn(&str) -> bool,
+        into: &mut dyn FnMut(&str, ClusterObject),
+    ) {
         fn all<K: Lookup + Clone + 'static>(
             store: &Store<K>,
             wrap: fn(K) -> ClusterObject,
-        ) -> impl Iterator<Item = ClusterObject>
-        where
+            wanted: &dyn Fn(&str) -> bool,
+            into: &mut dyn FnMut(&str, ClusterObject),
+        ) where
             K::DynamicType: Eq + std::hash::Hash + Clone,
         {
-            store.state().into_iter().map(move |o| wrap((*o).clone()))
+            for object in store.state() {
+                let namespace = object
+                    .namespace()
+                    .or_else(|| object.name())
+                    .unwrap_or_default();
+                if wanted(&namespace) {
+                    into(&namespace, wrap((*object).clone()));
+                }
+            }
         }
-        all(&self.namespaces, ClusterObject::Namespace)
-            .chain(all(&self.pods, ClusterObject::CachedPod))
-            .chain(all(&self.replica_sets, ClusterObject::ReplicaSet))
-            .chain(all(&self.deployments, ClusterObject::Deployment))
-            .chain(all(&self.stateful_sets, ClusterObject::StatefulSet))
-            .chain(all(&self.daemon_sets, ClusterObject::DaemonSet))
-            .chain(all(&self.jobs, ClusterObject::Job))
-            .chain(all(&self.cron_jobs, ClusterObject::CronJob))
-            .chain(all(&self.services, ClusterObject::CachedService))
-            .chain(all(&self.config_maps, ClusterObject::ConfigMap))
-            .chain(all(
-                &self.peer_authentications,
-                ClusterObject::PeerAuthentication,
-            ))
-            .chain(all(&self.destination_rules, ClusterObject::DestinationRule))
-            .chain(all(&self.virtual_services, ClusterObject::VirtualService))
-            .chain(all(&self.envoy_filters, ClusterObject::EnvoyFilter))
-            // One being deleted neither reports nor remediates: another may take over at once.
-            .chain(
-                mesh_readiness
-                    .state()
-                    .into_iter()
-                    .filter(|mr| mr.metadata.deletion_timestamp.is_none())
-                    .map(|mr| ClusterObject::MeshReadiness((*mr).clone())),
-            )
-            .collect()
+        all(&self.namespaces, ClusterObject::Namespace, wanted, into);
+        all(&self.pods, ClusterObject::CachedPod, wanted, into);
+        all(&self.replica_sets, ClusterObject::ReplicaSet, wanted, into);
+        all(&self.deployments, ClusterObject::Deployment, wanted, into);
+        all(
+            &self.stateful_sets,
+            ClusterObject::StatefulSet,
+            wanted,
+            into,
+        );
+        all(&self.daemon_sets, ClusterObject::DaemonSet, wanted, into);
+        all(&self.jobs, ClusterObject::Job, wanted, into);
+        all(&self.cron_jobs, ClusterObject::CronJob, wanted, into);
+        all(&self.services, ClusterObject::CachedService, wanted, into);
+        all(&self.config_maps, ClusterObject::ConfigMap, wanted, into);
+        all(
+            &self.peer_authentications,
+            ClusterObject::PeerAuthentication,
+            wanted,
+            into,
+        );
+        all(
+            &self.destination_rules,
+            ClusterObject::DestinationRule,
+            wanted,
+            into,
+        );
+        all(
+            &self.virtual_services,
+            ClusterObject::VirtualService,
+            wanted,
+            into,
+        );
+        all(
+            &self.envoy_filters,
+            ClusterObject::EnvoyFilter,
+            wanted,
+            into,
+        );
+        // One being deleted neither reports nor remediates: another may take over at once.
+        for mr in mesh_readiness.state() {
+            let namespace = mr.metadata.namespace.as_deref().unwrap_or_default();
+            if mr.metadata.deletion_timestamp.is_none() && wanted(namespace) {
+                into(namespace, ClusterObject::MeshReadiness((*mr).clone()));
+            }
+        }
     }
 
     /// istiod's native-sidecar setting: its `ENABLE_NATIVE_SIDECARS`, else (unset or `auto`) its
