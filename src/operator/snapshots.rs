@@ -1,10 +1,12 @@
-//! One snapshot (and its index) for every reconcile that sees the same caches. Built from every
-//! cached object, it used to be built again by each reconcile: at a cold start all MeshReadiness
-//! objects reconcile at once and each built the whole cluster (benchmark 4 in BENCHMARKS.md).
+//! One snapshot (and its index) for every reconcile, kept and brought up to date as the caches
+//! change. Built from every cached object, it used to be built again by each reconcile (at a
+//! cold start all MeshReadiness objects reconcile at once and each built the whole cluster),
+//! then whole after every cache write; now only the namespaces written since are rebuilt
+//! (benchmark 4 in BENCHMARKS.md).
 //!
-//! The build is the operator's one long piece of CPU work (half a second on the large cluster
-//! of BENCHMARKS.md), so it runs on a blocking thread: on the async workers it would stall the
-//! watches, the other reconciles and the health and metrics endpoints while it lasts.
+//! Building is the operator's one long piece of CPU work (half a second on the large cluster
+//! of BENCHMARKS.md when whole), so it runs on a blocking thread: on the async workers it would
+//! stall the watches, the other reconciles and the health and metrics endpoints while it lasts.
 
 use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
@@ -29,14 +31,14 @@ pub struct CacheWrites(Arc<std::sync::Mutex<Touched>>);
 
 /// What the caches were written since the last [`CacheWrites::take`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Touched {
+struct Touched {
     /// Writes ever counted, up to this one.
-    pub count: u64,
+    count: u64,
     /// The namespaces of the objects written (a Namespace object counts as its own).
-    pub namespaces: BTreeSet<String>,
+    namespaces: BTreeSet<String>,
     /// Something not of one namespace was written (a Node, or a whole store on a relist): only
     /// a whole build is sure to be up to date.
-    pub everything: bool,
+    everything: bool,
 }
 
 /// Which part of the snapshot one cache write touches.
