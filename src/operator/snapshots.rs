@@ -8,8 +8,8 @@
 //! of BENCHMARKS.md when whole), so it runs on a blocking thread: on the async workers it would
 //! stall the watches, the other reconciles and the health and metrics endpoints while it lasts.
 
-use std::collections::BTreeSet;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -98,6 +98,8 @@ pub struct Kept {
     /// update builds it whole, as the writes it was taking in are no longer listed.
     from: Option<BuiltFrom>,
     native_sidecars: bool,
+    /// [`fingerprints`] of the MeshReadiness objects it holds.
+    mesh_readiness: BTreeMap<String, u64>,
     analysis: Incremental,
 }
 
@@ -106,6 +108,7 @@ impl Default for Kept {
         Kept {
             from: None,
             native_sidecars: false,
+            mesh_readiness: BTreeMap::new(),
             analysis: Incremental::new(Snapshot::default()),
         }
     }
@@ -115,9 +118,9 @@ impl Default for Kept {
 pub type Current = OwnedRwLockReadGuard<Kept, Incremental>;
 
 /// One snapshot and index for all reconciles, brought up to date when the caches changed: the
-/// namespaces written since are rebuilt and spliced in ([`Incremental`]), and only a change
-/// that shapes every namespace (a relist, a Node, the mesh config or the root namespace, a
-/// MeshReadiness spec, the native-sidecar setting) builds it whole again. On the large cluster
+/// namespaces written since (or whose MeshReadiness objects changed) are rebuilt and spliced in
+/// ([`Incremental`]), and only a change that shapes every namespace (a relist, a Node, the mesh
+/// config or the root namespace, the native-sidecar setting) builds it whole again. On the large cluster
 /// of BENCHMARKS.md one namespace takes about 0.3 ms, the whole about 0.5 s.
 #[derive(Default)]
 pub struct SharedSnapshot {
@@ -180,9 +183,10 @@ fn update(
 ) -> Result<Updated> {
     let last = kept.from.take();
     let touched = stores.writes.take();
+    let mesh_readiness_now = fingerprints(mesh_readiness);
     let from = BuiltFrom {
         cache_writes: touched.count,
-        mesh_readiness: fingerprint(mesh_readiness),
+        mesh_readiness: hash(&mesh_readiness_now),
     };
     let native_sidecars = stores.native_sidecars();
     let options = BuildOptions {
@@ -190,12 +194,12 @@ fn update(
         native_sidecars: Some(native_sidecars),
         ..BuildOptions::default()
     };
-    if let Some(last) = last
-        && !touched.everything
-        && kept.native_sidecars == native_sidecars
-        && last.mesh_readiness == from.mesh_readiness
-    {
-        let objects = stores.objects_in(&touched.namespaces, mesh_readiness);
+    if last.is_some() && !touched.everything && kept.native_sidecars == native_sidecars {
+        // A MeshReadiness is an object of its namespace like any other; which namespaces it
+        // covers is read from the snapshot by each reconcile.
+        let mut namespaces = touched.namespaces;
+        namespaces.extend(changed(&kept.mesh_readiness, &mesh_readiness_now));
+        let objects = stores.objects_in(&namespaces, mesh_readiness);
         let replaced = objects.into_iter().try_for_each(|(namespace, objects)| {
             kept.analysis
                 .replace_namespace(&namespace, objects, &options)
@@ -204,7 +208,8 @@ fn update(
         match replaced {
             Ok(()) => {
                 kept.from = Some(from);
-                return Ok(Updated::Namespaces(touched.namespaces));
+                kept.mesh_readiness = mesh_readiness_now;
+                return Ok(Updated::Namespaces(namespaces));
             }
             // The mesh-wide namespaces (mesh config, root policies) shape every namespace.
             Err(error) => tracing::debug!(%error, "building the snapshot whole"),
@@ -214,6 +219,7 @@ fn update(
     *kept = Kept {
         from: Some(from),
         native_sidecars,
+        mesh_readiness: mesh_readiness_now,
         analysis: Incremental::new(snapshot),
     };
     Ok(Updated::Whole)
@@ -223,23 +229,49 @@ fn update(
 /// generation), and whether one is being deleted (then the snapshot leaves it out). Not the
 /// status, nor the resourceVersion, which every status write changes.
 fn fingerprint(mesh_readiness: &Store<MeshReadiness>) -> u64 {
-    let mut objects: Vec<_> = mesh_readiness
-        .state()
-        .iter()
-        .map(|mr| {
-            let meta = &mr.metadata;
-            let mut hasher = DefaultHasher::new();
-            (&meta.namespace, &meta.name, &meta.uid, meta.generation).hash(&mut hasher);
-            meta.deletion_timestamp.is_some().hash(&mut hasher);
-            (&meta.labels, &meta.annotations).hash(&mut hasher);
-            hasher.finish()
+    hash(&fingerprints(mesh_readiness))
+}
+
+/// [`fingerprint`] namespace by namespace, for the namespaces that hold any.
+fn fingerprints(mesh_readiness: &Store<MeshReadiness>) -> BTreeMap<String, u64> {
+    let mut by_namespace: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for mr in mesh_readiness.state() {
+        let meta = &mr.metadata;
+        let of_object = hash(&(
+            (&meta.namespace, &meta.name, &meta.uid, meta.generation),
+            meta.deletion_timestamp.is_some(),
+            (&meta.labels, &meta.annotations),
+        ));
+        by_namespace
+            .entry(meta.namespace.clone().unwrap_or_default())
+            .or_default()
+            .push(of_object);
+    }
+    by_namespace
+        .into_iter()
+        .map(|(namespace, mut objects)| {
+            // The store's order is a hash map's: sorted, the same objects give the same hash.
+            objects.sort_unstable();
+            (namespace, hash(&objects))
         })
-        .collect();
-    // The store's order is a hash map's: sorted, the same objects give the same fingerprint.
-    objects.sort_unstable();
+        .collect()
+}
+
+fn hash(value: &impl Hash) -> u64 {
     let mut hasher = DefaultHasher::new();
-    objects.hash(&mut hasher);
+    value.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The namespaces whose MeshReadiness objects differ between two [`fingerprints`].
+fn changed(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> BTreeSet<String> {
+    let differs = |namespace: &&String| before.get(*namespace) != after.get(*namespace);
+    before
+        .keys()
+        .chain(after.keys())
+        .filter(differs)
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -289,9 +321,11 @@ mod tests {
         (store, writer)
     }
 
-    /// The examples in stores as the watches fill them; the Services' writer, to change one.
-    fn caches(docs: &[Value]) -> (Stores, Store<MeshReadiness>, Writer<CachedService>) {
+    /// The examples in stores as the watches fill them, and the MeshReadiness store; the
+    /// writers of Services and MeshReadiness objects, to change one.
+    fn caches(docs: &[Value]) -> (Stores, Store<MeshReadiness>, Writers) {
         let (services, services_writer) = filled(docs, cache_service);
+        let (mrs, mrs_writer) = filled(docs, strip_meta);
         let stores = Stores {
             namespaces: filled(docs, strip_meta).0,
             pods: filled(docs, crate::operator::cache::cache_pod).0,
@@ -311,7 +345,16 @@ mod tests {
             istio: IstioPresence::new().0,
             writes: CacheWrites::default(),
         };
-        (stores, filled(docs, strip_meta).0, services_writer)
+        let writers = Writers {
+            services: services_writer,
+            mesh_readiness: mrs_writer,
+        };
+        (stores, mrs, writers)
+    }
+
+    struct Writers {
+        services: Writer<CachedService>,
+        mesh_readiness: Writer<MeshReadiness>,
     }
 
     /// The kept snapshot is the one a whole build of the caches makes, and so are its findings.
@@ -333,7 +376,7 @@ mod tests {
     #[test]
     fn a_write_in_one_namespace_rebuilds_only_that_namespace() {
         let docs = examples();
-        let (stores, mrs, mut services) = caches(&docs);
+        let (stores, mrs, mut writers) = caches(&docs);
         let mut kept = Kept::default();
         assert_eq!(
             update(&mut kept, &stores, &mrs).expect("builds"),
@@ -367,7 +410,9 @@ mod tests {
             port.name = Some(format!("http-{}", port.port));
             port.app_protocol = None;
         }
-        services.apply_watcher_event(&Event::Apply(cache_service(fixed)));
+        writers
+            .services
+            .apply_watcher_event(&Event::Apply(cache_service(fixed)));
         stores.writes.record(Touch::Namespace(namespace.clone()));
         assert_eq!(
             update(&mut kept, &stores, &mrs).expect("updates"),
@@ -381,6 +426,30 @@ mod tests {
             update(&mut kept, &stores, &mrs).expect("updates"),
             Updated::Namespaces(BTreeSet::new())
         );
+    }
+
+    #[test]
+    fn a_mesh_readiness_spec_change_rebuilds_only_its_namespace() {
+        let docs = examples();
+        let (stores, mrs, mut writers) = caches(&docs);
+        let mut kept = Kept::default();
+        update(&mut kept, &stores, &mrs).expect("builds");
+        let mut changed = (*mrs.state()[0]).clone();
+        changed
+            .spec
+            .checks
+            .disabled
+            .push(crate::checks::Code::MR201);
+        changed.metadata.generation = Some(changed.metadata.generation.unwrap_or(1) + 1);
+        let namespace = changed.metadata.namespace.clone().expect("namespaced");
+        writers
+            .mesh_readiness
+            .apply_watcher_event(&Event::Apply(changed));
+        assert_eq!(
+            update(&mut kept, &stores, &mrs).expect("updates"),
+            Updated::Namespaces([namespace].into())
+        );
+        assert_as_if_built_whole(&kept, &stores, &mrs);
     }
 
     #[test]
