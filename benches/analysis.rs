@@ -1,11 +1,11 @@
 //! Benchmarks 1 and 2: full analysis of a built snapshot, and re-analysis of one namespace
 //! after one object in it changes.
 //!
-//! "Built" is what the operator keeps after a cache change (`operator::snapshots::Built`): the
-//! snapshot and its [`Index`], made together and shared by every reconcile until the caches
-//! change again. Benchmark 1 times the checks over that; the index build is timed with the
-//! snapshot build, and `checks::run` (index and checks, what `meshready analyze` runs once after
-//! loading its files) is timed beside it.
+//! "Built" is what the operator keeps (`operator::snapshots::SharedSnapshot`): the snapshot and
+//! its [`Index`], made together and read by every reconcile, and brought up to date per
+//! namespace as the caches change. Benchmark 1 times the checks over that; the index build is
+//! timed with the snapshot build, and `checks::run` (index and checks, what `meshready analyze`
+//! runs once after loading its files) is timed beside it.
 //!
 //! `cargo bench --bench analysis -- [--runs N] [--builds N] [--changes N] [--dump FILE] [sizes flags]`
 //! (default: the "large" cluster; `--dump` writes the full analysis's findings to FILE, from
@@ -55,8 +55,8 @@ fn main() {
         support::ms(started.elapsed())
     );
 
-    // As the operator does on each cache change: a new snapshot and index are built while the
-    // last ones are still held, which then go.
+    // As the operator does when it builds whole (at a relist): a new snapshot and index are built
+    // while the last ones are still held, which then go.
     let (mut builds, mut indexes) = (Vec::new(), Vec::new());
     let mut built = None;
     for _ in 0..build_runs {

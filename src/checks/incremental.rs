@@ -446,23 +446,7 @@ mod tests {
 
     /// The example shop, every file, as documents.
     fn documents() -> Vec<Value> {
-        let files = [
-            include_str!("../../examples/00-istio-system.yaml"),
-            include_str!("../../examples/10-shop-frontend.yaml"),
-            include_str!("../../examples/20-shop-catalog.yaml"),
-            include_str!("../../examples/30-shop-cart.yaml"),
-            include_str!("../../examples/40-shop-checkout.yaml"),
-            include_str!("../../examples/50-shop-payments.yaml"),
-            include_str!("../../examples/60-shop-orders.yaml"),
-            include_str!("../../examples/70-shop-reviews.yaml"),
-            include_str!("../../examples/80-legacy-reporting.yaml"),
-            include_str!("../../examples/90-meshreadiness.yaml"),
-        ];
-        files
-            .iter()
-            .flat_map(|text| serde_saphyr::from_multiple::<Value>(text).expect("example parses"))
-            .filter(|doc| doc.get("kind").is_some())
-            .collect()
+        crate::checks::testing::examples()
     }
 
     fn namespace_of(doc: &Value) -> &str {

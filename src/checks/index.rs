@@ -166,7 +166,7 @@ impl Index {
     pub fn new(snapshot: &Snapshot) -> Index {
         let workloads = ranges(&snapshot.workloads, |w| &w.meta.namespace);
         let mut workload_facts = Vec::with_capacity(snapshot.workloads.len());
-        for (namespace, range) in sorted(&workloads) {
+        for (namespace, range) in in_position_order(&workloads) {
             workload_facts.extend(workload_facts_in(snapshot, namespace, range.clone()));
         }
         let services = ranges(&snapshot.services, |s| &s.meta.namespace);
@@ -351,9 +351,8 @@ pub(crate) fn selects(selector: &Labels, workload: &Workload) -> bool {
             .any(|p| selector_matches(selector, &p.labels))
 }
 
-/// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.
 /// The namespace ranges in position order.
-fn sorted(ranges: &Ranges) -> Vec<(&str, &Range<usize>)> {
+fn in_position_order(ranges: &Ranges) -> Vec<(&str, &Range<usize>)> {
     let mut sorted: Vec<_> = ranges.iter().map(|(ns, r)| (ns.as_str(), r)).collect();
     sorted.sort_unstable_by_key(|(_, r)| r.start);
     sorted
@@ -372,6 +371,7 @@ pub(crate) fn workload_facts_in(
         .map(move |w| WorkloadFacts::of(injection, w))
 }
 
+/// How a namespace stands towards injection; unlabelled when the snapshot does not hold it.
 pub(crate) fn injection_of(snapshot: &Snapshot, namespace: &str) -> Injection {
     snapshot
         .namespace(namespace)

@@ -54,3 +54,23 @@ pub fn fixtures() -> Option<std::path::PathBuf> {
         None
     }
 }
+
+/// Every document of `examples/`, file by file in name order; documents without a kind (empty
+/// ones) left out.
+pub fn examples() -> Vec<serde_json::Value> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples")
+        .map(|entry| entry.expect("entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .flat_map(|path| {
+            let text = std::fs::read_to_string(path).expect("reads");
+            serde_saphyr::from_multiple::<serde_json::Value>(&text).expect("example parses")
+        })
+        .filter(|doc| doc.get("kind").is_some())
+        .collect()
+}

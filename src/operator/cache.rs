@@ -480,15 +480,7 @@ spec:
 
     #[test]
     fn the_examples_build_the_same_snapshot_from_the_caches() {
-        let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
-            .expect("examples")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
-            .map(|path| std::fs::read_to_string(path).expect("reads"));
-        let docs: Vec<serde_json::Value> = files
-            .flat_map(|text| serde_saphyr::from_multiple(&text).expect("example parses"))
-            .collect();
-        assert_caches_build_the_same_snapshot(&docs);
+        assert_caches_build_the_same_snapshot(&crate::checks::testing::examples());
     }
 
     #[test]

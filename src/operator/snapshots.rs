@@ -120,8 +120,8 @@ pub type Current = OwnedRwLockReadGuard<Kept, Incremental>;
 /// One snapshot and index for all reconciles, brought up to date when the caches changed: the
 /// namespaces written since (or whose MeshReadiness objects changed) are rebuilt and spliced in
 /// ([`Incremental`]), and only a change that shapes every namespace (a relist, a Node, the mesh
-/// config or the root namespace, the native-sidecar setting) builds it whole again. On the large cluster
-/// of BENCHMARKS.md one namespace takes about 0.3 ms, the whole about 0.5 s.
+/// config or the root namespace, the native-sidecar setting) builds it whole again. On the
+/// large cluster of BENCHMARKS.md one namespace takes about 0.3 ms, the whole about 0.5 s.
 #[derive(Default)]
 pub struct SharedSnapshot {
     // Async, so that a reconcile waiting for an update gives its worker back meanwhile; the
@@ -181,7 +181,7 @@ fn update(
     stores: &Stores,
     mesh_readiness: &Store<MeshReadiness>,
 ) -> Result<Updated> {
-    let last = kept.from.take();
+    let built = kept.from.take().is_some();
     let touched = stores.writes.take();
     let mesh_readiness_now = fingerprints(mesh_readiness);
     let from = BuiltFrom {
@@ -194,7 +194,7 @@ fn update(
         native_sidecars: Some(native_sidecars),
         ..BuildOptions::default()
     };
-    if last.is_some() && !touched.everything && kept.native_sidecars == native_sidecars {
+    if built && !touched.everything && kept.native_sidecars == native_sidecars {
         // A MeshReadiness is an object of its namespace like any other; which namespaces it
         // covers is read from the snapshot by each reconcile.
         let mut namespaces = touched.namespaces;
@@ -283,29 +283,11 @@ mod tests {
     use serde_json::Value;
 
     use crate::api::k8s::Service;
+    use crate::checks::testing::examples;
     use crate::checks::{self, CheckRequest};
-    use crate::operator::cache::{cache_service, strip_meta};
+    use crate::operator::cache::{cache_service, strip_config_map, strip_meta, strip_node};
     use crate::operator::stores::IstioPresence;
     use crate::snapshot::CachedService;
-
-    /// Every example, as documents.
-    fn examples() -> Vec<Value> {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .expect("examples")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| path.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        paths.sort();
-        paths
-            .iter()
-            .flat_map(|path| {
-                let text = std::fs::read_to_string(path).expect("reads");
-                serde_saphyr::from_multiple::<Value>(&text).expect("example parses")
-            })
-            .filter(|doc| doc.get("kind").is_some())
-            .collect()
-    }
 
     /// A store of the documents of kind `K`, each passed through `cache`, and its writer.
     fn filled<K, C>(docs: &[Value], cache: fn(K) -> C) -> (Store<C>, Writer<C>)
@@ -336,12 +318,12 @@ mod tests {
             jobs: filled(docs, strip_meta).0,
             cron_jobs: filled(docs, strip_meta).0,
             services,
-            config_maps: filled(docs, strip_meta).0,
+            config_maps: filled(docs, strip_config_map).0,
             peer_authentications: filled(docs, strip_meta).0,
             destination_rules: filled(docs, strip_meta).0,
             virtual_services: filled(docs, strip_meta).0,
             envoy_filters: filled(docs, strip_meta).0,
-            nodes: filled(docs, strip_meta).0,
+            nodes: filled(docs, strip_node).0,
             istio: IstioPresence::new().0,
             writes: CacheWrites::default(),
         };
